@@ -1,0 +1,126 @@
+"""Train a semi-supervised classifier.
+
+    python bin/train.py                       # VAT on Two Circles, ~1 minute, no download
+    python bin/train.py --method=vat --dataset=mnist --tfds_manual_dir=../shared/datasets/mnist \
+        --workdir=/tmp/vat_mnist
+
+Every field of tf_advssl.config.Config is a flag of the same name, and every
+method hyper-parameter (see tf_advssl/methods/*.py) is a flag too; flags left
+unset take the dataset's and method's defaults.  The resolved config is
+written to WORKDIR/config.json.
+"""
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from tf_advssl import methods
+from tf_advssl.config import Config, ConfigError
+
+HELP = {
+    "method": "Training method.",
+    "dataset": "two_circles, moons, mnist, fashion_mnist, svhn_cropped, cifar10, cifar100, any tfds "
+               "image-classification name, npz:PATH or folder:PATH.",
+    "network": "mlp, conv_small, conv_large or wrn28_2 (default per dataset).",
+    "workdir": "Run directory: config, checkpoints, TensorBoard logs, metrics, export.",
+    "overwrite": "Replace a run with a different config in --workdir (earlier exports are kept).",
+    "num_labeled": "Number of labeled training examples (balanced across classes).",
+    "balanced": "Choose the labeled examples balanced across classes.",
+    "split_seed": "Seed of the labeled/validation split (and of synthetic data).",
+    "validation_size": "Examples held out of the training set for validation.",
+    "data_dir": "tensorflow-datasets data directory.",
+    "tfds_manual_dir": "Directory holding a dataset's original archives, prepared offline by tfds.",
+    "noise": "Noise of the synthetic sets (two_circles, moons).",
+    "num_train_synthetic": "Training (= unlabeled) points of a synthetic set.",
+    "num_test_synthetic": "Test points of a synthetic set.",
+    "zca": "ZCA whitening (default on for CIFAR).",
+    "augment_translate": "Random translation in pixels (0 disables).",
+    "augment_flip": "Random horizontal flip.",
+    "mlp_widths": "Hidden widths of the mlp network.",
+    "mlp_batch_norm": "Batch norm after each hidden layer of the mlp network.",
+    "dropout": "Dropout rate of the convolutional networks.",
+    "train_steps": "Number of parameter updates.",
+    "batch_size": "Labeled examples per step.",
+    "unlabeled_batch_size": "Unlabeled examples per step.",
+    "eval_batch_size": "Batch size of evaluation.",
+    "seed": "Seed of initialisation, data order and every random draw of training.",
+    "optimizer": "adam, adamw or sgd.",
+    "learning_rate": "Initial learning rate.",
+    "weight_decay": "Decoupled weight decay (0 disables).",
+    "momentum": "Adam beta_1 or SGD momentum.",
+    "lr_schedule": "vat_linear (constant, then linear decay to 0), constant or cosine.",
+    "lr_decay_start": "Fraction of training after which vat_linear starts decaying.",
+    "eval_ema": "Evaluate and export an EMA copy of the weights.",
+    "ema_decay": "Decay of the EMA weights / mean teacher.",
+    "jit_compile": "Compile the train step with XLA.",
+    "eval_every": "Steps between test evaluations.",
+    "checkpoint_every": "Steps between checkpoints.",
+    "log_every": "Steps between TensorBoard summaries.",
+    "verbose": "Progress bar: 1 on, 0 off.",
+    "export": "Write a SavedModel to WORKDIR/export/<version> at the end.",
+    "mixed_precision": "float32, mixed_float16 or mixed_bfloat16.",
+    "strategy": "default, mirrored or multi_worker.",
+}
+
+
+def _define(name, annotation: str, default, help_text):
+    annotation = str(annotation)
+    if "bool" in annotation:
+        flags.DEFINE_bool(name, default, help_text)
+    elif "float" in annotation:
+        flags.DEFINE_float(name, default, help_text)
+    elif "int" in annotation:
+        flags.DEFINE_integer(name, default, help_text)
+    elif "tuple" in annotation:
+        flags.DEFINE_list(name, default, help_text)
+    else:
+        flags.DEFINE_string(name, default, help_text)
+
+
+def define_flags():
+    for field in dataclasses.fields(Config):
+        if field.name == "method_params":
+            continue
+        if field.name == "method":
+            flags.DEFINE_enum("method", field.default, sorted(methods.METHODS), HELP["method"])
+            continue
+        _define(field.name, field.type, field.default, HELP.get(field.name, field.name))
+    for name, field in methods.param_fields().items():
+        _define(name, field.type, None, f"{field.metadata.get('help', '')} (default {field.default}, "
+                                         f"or the dataset's)")
+
+
+def config_from_flags(flag_values) -> Config:
+    values = {}
+    for field in dataclasses.fields(Config):
+        if field.name == "method_params":
+            continue
+        value = flag_values[field.name].value
+        if field.name == "mlp_widths" and value is not None:
+            value = tuple(int(v) for v in value)
+        values[field.name] = value
+    values["method_params"] = {name: flag_values[name].value for name in methods.param_fields()
+                               if flag_values[name].present}
+    return Config(**values)
+
+
+def main(argv):
+    del argv
+    from tf_advssl import training  # heavy imports after flag parsing (fast --help)
+
+    try:
+        metrics = training.run(config_from_flags(flags.FLAGS))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except training.TrainingDivergedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    print({k: metrics[k] for k in ("test_error", "train_steps", "wall_time_s", "steps_per_second")
+           if k in metrics})
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))

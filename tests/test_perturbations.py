@@ -1,0 +1,112 @@
+"""Adversarial directions against their closed forms on linear softmax models."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_advssl import perturbations
+
+
+def linear_model(weights, bias):
+    model = keras.Sequential([keras.Input((weights.shape[0],)), keras.layers.Dense(weights.shape[1])])
+    model.layers[0].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_eigenvector(weights, bias, x):
+    """Top eigenvector of W (diag(p) - p p^T) W^T: the Hessian of KL(p(x) || p(x + r)) at r = 0."""
+    p = softmax(x @ weights + bias)
+    hessian = weights @ (np.diag(p) - np.outer(p, p)) @ weights.T
+    values, vectors = np.linalg.eigh(hessian)
+    return vectors[:, -1], values
+
+
+def cosine(a, b):
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("num_classes,iterations", [(2, 1), (4, 40)])
+def test_vat_direction_is_top_eigenvector(num_classes, iterations):
+    rng = np.random.RandomState(0)
+    dim = 6
+    weights, bias = rng.normal(size=(dim, num_classes)), rng.normal(size=num_classes)
+    x = rng.normal(size=(3, dim)).astype(np.float32)
+    model = linear_model(weights, bias)
+    r_adv = perturbations.vat_perturbation(
+        lambda v: model(v), x, model(x), xi=1e-3, eps=2.0, num_power_iterations=iterations,
+        seed=keras.random.SeedGenerator(1)).numpy()
+    for n in range(len(x)):
+        expected, values = top_eigenvector(weights, bias, x[n])
+        if num_classes == 2:  # rank-one Hessian: one iteration is exact
+            assert values[-2] < 1e-6 * values[-1]
+        assert abs(cosine(r_adv[n], expected)) > 0.999
+        assert np.linalg.norm(r_adv[n]) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_vat_default_xi_still_finds_direction_in_float32():
+    """xi = 1e-6 (the official default) on unit-scale inputs: the finite difference is
+    rounded in float32 (x + 1e-6 d keeps ~6 % of d's digits), so the direction is only
+    approximately the exact one; a random direction in 5-D would give |cos| ~ 0.4."""
+    rng = np.random.RandomState(1)
+    weights, bias = rng.normal(size=(5, 2)), rng.normal(size=2)
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    model = linear_model(weights, bias)
+    r_adv = perturbations.vat_perturbation(lambda v: model(v), x, model(x), xi=1e-6, eps=1.0,
+                                           seed=keras.random.SeedGenerator(0)).numpy()
+    cosines = [abs(cosine(r_adv[n], top_eigenvector(weights, bias, x[n])[0])) for n in range(len(x))]
+    assert min(cosines) > 0.8 and np.mean(cosines) > 0.9, cosines
+
+
+def _cross_entropy_gradient(weights, bias, x, y):
+    p = softmax(x @ weights + bias)
+    onehot = np.eye(weights.shape[1])[y]
+    return (p - onehot) @ weights.T  # d/dx sum_n CE_n
+
+
+def test_fgsm_and_fgm_match_hand_worked_linear_case():
+    rng = np.random.RandomState(2)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 1, 0])
+    model = linear_model(weights, bias)
+    loss_fn = lambda v: tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(v)))
+    grad = _cross_entropy_gradient(weights, bias, x, y)
+    np.testing.assert_allclose(perturbations.fgsm(loss_fn, x, 0.3).numpy(), x + 0.3 * np.sign(grad), atol=1e-6)
+    expected_fgm = x + 0.5 * grad / np.linalg.norm(grad, axis=1, keepdims=True)
+    np.testing.assert_allclose(perturbations.fgm(loss_fn, x, 0.5).numpy(), expected_fgm, atol=1e-5)
+
+
+def test_pgd_on_two_class_linear_model_equals_fgsm_corner():
+    """With two classes the CE gradient's sign never changes, so L-inf PGD ends at the FGSM corner."""
+    rng = np.random.RandomState(3)
+    weights, bias = rng.normal(size=(4, 2)), rng.normal(size=2)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    y = rng.randint(0, 2, size=6)
+    model = linear_model(weights, bias)
+    loss_fn = lambda v: tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(v)))
+    x_pgd = perturbations.pgd(loss_fn, x, 0.2, norm="linf", step_size=0.05, num_steps=10,
+                              random_start=True, seed=keras.random.SeedGenerator(0)).numpy()
+    expected = x + 0.2 * np.sign(_cross_entropy_gradient(weights, bias, x, y))
+    np.testing.assert_allclose(x_pgd, expected, atol=1e-5)
+    x_l2 = perturbations.pgd(loss_fn, x, 0.7, norm="l2", step_size=0.2, num_steps=20,
+                             random_start=False).numpy()
+    assert np.all(np.linalg.norm(x_l2 - x, axis=1) <= 0.7 + 1e-4)
+
+
+def test_pgd_clips_to_valid_range():
+    x = np.full((2, 3), 0.95, np.float32)
+    loss_fn = lambda v: tf.reduce_sum(v)  # gradient +1 everywhere: pushes up
+    x_adv = perturbations.pgd(loss_fn, x, 0.2, norm="linf", step_size=0.1, num_steps=3,
+                              random_start=False, clip_min=0.0, clip_max=1.0).numpy()
+    np.testing.assert_allclose(x_adv, np.ones_like(x))
+
+
+def test_l2_normalize_rows_have_unit_norm():
+    d = np.array([[3.0, 4.0], [1e-9, 0.0], [-2.0, 0.0]], np.float32)
+    norms = np.linalg.norm(perturbations.l2_normalize(d).numpy(), axis=1)
+    np.testing.assert_allclose(norms, [1.0, 1.0, 1.0], rtol=1e-3)

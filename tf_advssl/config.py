@@ -1,0 +1,145 @@
+"""Typed run configuration.
+
+The binaries in ``bin/`` turn flags into a :class:`Config`; everything below
+``bin/`` takes a ``Config`` (never flags).  Fields left at ``None`` mean
+"the default for this dataset" and are filled in by :func:`resolve`.
+A run directory stores the resolved config as ``config.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """Bad user input, detected before any work starts. Names the flag."""
+
+
+@dataclasses.dataclass
+class Config:
+    # What to train.
+    method: str = "vat"
+    dataset: str = "two_circles"
+    network: Optional[str] = None
+    workdir: str = "/tmp/tf_advssl/run"
+    overwrite: bool = False
+
+    # Data.
+    num_labeled: Optional[int] = None
+    balanced: bool = True
+    split_seed: int = 0
+    validation_size: int = 0
+    data_dir: Optional[str] = None
+    tfds_manual_dir: Optional[str] = None
+    noise: Optional[float] = None          # synthetic sets only
+    num_train_synthetic: int = 1500        # synthetic sets: training (= unlabeled) points
+    num_test_synthetic: int = 1000
+    zca: Optional[bool] = None
+    augment_translate: Optional[int] = None   # pixels; 0 disables
+    augment_flip: Optional[bool] = None
+
+    # Network.
+    mlp_widths: Optional[tuple] = None
+    mlp_batch_norm: Optional[bool] = None
+    dropout: Optional[float] = None
+
+    # Optimisation.
+    train_steps: Optional[int] = None
+    batch_size: int = 32
+    unlabeled_batch_size: int = 128
+    eval_batch_size: int = 500
+    seed: int = 0
+    optimizer: str = "adam"
+    learning_rate: Optional[float] = None
+    weight_decay: float = 0.0
+    momentum: float = 0.9                 # SGD momentum / Adam beta_1
+    lr_schedule: str = "vat_linear"
+    lr_decay_start: float = 2.0 / 3.0     # fraction of training after which lr decays linearly to 0
+    eval_ema: bool = False
+    ema_decay: float = 0.999
+    jit_compile: bool = False
+
+    # Bookkeeping.
+    eval_every: Optional[int] = None
+    checkpoint_every: Optional[int] = None
+    log_every: int = 50
+    verbose: int = 1
+    export: bool = True
+
+    # Scale (see docs): precision policy and distribution strategy.
+    mixed_precision: str = "float32"
+    strategy: str = "default"
+
+    # Method hyper-parameters (fields of the method's Params dataclass).
+    method_params: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=list)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"unknown config fields: {sorted(unknown)}")
+        values = dict(values)
+        if values.get("mlp_widths") is not None:
+            values["mlp_widths"] = tuple(values["mlp_widths"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# Per-dataset defaults for fields left at None.  Keys not listed fall back to
+# "default".
+DATASET_DEFAULTS = {
+    "default": dict(network="conv_small", mlp_batch_norm=True, num_labeled=1000, train_steps=20000, zca=False,
+                    augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5),
+    "two_circles": dict(network="mlp", mlp_widths=(100, 50), num_labeled=8, noise=0.06,
+                        train_steps=3000, zca=False, augment_translate=0, augment_flip=False,
+                        learning_rate=1e-3, dropout=0.0),
+    "moons": dict(network="mlp", mlp_widths=(100, 50), num_labeled=8, noise=0.1,
+                  train_steps=3000, zca=False, augment_translate=0, augment_flip=False,
+                  learning_rate=1e-3, dropout=0.0),
+    "mnist": dict(network="mlp", mlp_widths=(1200, 600, 300, 150, 150), num_labeled=100,
+                  train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
+                  learning_rate=2e-3, dropout=0.0),
+    "fashion_mnist": dict(network="mlp", mlp_widths=(1200, 600, 300, 150, 150), num_labeled=100,
+                          train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
+                          learning_rate=2e-3, dropout=0.0),
+    "svhn_cropped": dict(network="conv_large", num_labeled=1000, train_steps=48000, zca=False,
+                         augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5),
+    "cifar10": dict(network="conv_large", num_labeled=4000, train_steps=200000, zca=True,
+                    augment_translate=2, augment_flip=True, learning_rate=1e-3, dropout=0.5),
+    "cifar100": dict(network="conv_large", num_labeled=10000, train_steps=200000, zca=True,
+                     augment_translate=2, augment_flip=True, learning_rate=1e-3, dropout=0.5),
+}
+
+
+def dataset_family(dataset: str) -> str:
+    """The key of DATASET_DEFAULTS that applies to ``dataset``."""
+    return dataset if dataset in DATASET_DEFAULTS else "default"
+
+
+def resolve(config: Config) -> Config:
+    """Fill every ``None`` field with the dataset default; returns a new Config."""
+    defaults = dict(DATASET_DEFAULTS["default"])
+    defaults.update(DATASET_DEFAULTS[dataset_family(config.dataset)])
+    changes = {}
+    for name, value in defaults.items():
+        if getattr(config, name, None) is None:
+            changes[name] = value
+    resolved = config.replace(**changes)
+    if resolved.mlp_widths is None:
+        resolved = resolved.replace(mlp_widths=(1200, 600, 300, 150, 150))
+    if resolved.eval_every is None:
+        resolved = resolved.replace(eval_every=max(1, resolved.train_steps // 10))
+    if resolved.checkpoint_every is None:
+        resolved = resolved.replace(checkpoint_every=max(1, min(1000, resolved.train_steps // 5)))
+    return resolved

@@ -1,0 +1,659 @@
+"""Datasets, semi-supervised splits, preprocessing and input pipelines.
+
+Pipeline
+--------
+1. :func:`validate` runs cheap checks on the (possibly unresolved) config before
+   any work starts.
+2. :func:`load` reads a dataset as *raw* numpy arrays (uint8 NHWC images or
+   float32 feature vectors), removes an optional validation split from the
+   training set, picks the labeled subset (balanced per class if requested) with
+   ``np.random.RandomState(config.split_seed)``, and fits a
+   :class:`Preprocessor` on the raw training images.  The unlabeled set is the
+   whole training set (labels unused).
+3. :func:`train_dataset` turns an :class:`SSLData` into an infinite
+   ``tf.data`` stream of ``((x_l, y_l), (x_u, idx_u))`` batches that is a pure
+   function of ``(seed, step)``, so a resumed run sees exactly the batches an
+   uninterrupted run would.  :func:`eval_dataset` yields ``(x, y)`` in order.
+4. The :class:`Preprocessor` (raw -> model space: scale, centre, optional ZCA)
+   is plain TensorFlow, so the same object runs in the input pipeline, inside
+   ``tf.function`` and inside an exported SavedModel (which takes raw inputs).
+   Attacks work in raw space, where ``DataSpec.pixel_range`` is the valid range.
+5. :func:`make_augmentation` builds the Keras augmentation layers that the
+   training step applies in model space.
+
+Dataset names: ``two_circles`` and ``moons`` (sklearn), any tensorflow-datasets
+image-classification builder (``mnist``, ``fashion_mnist``, ``svhn_cropped``,
+``cifar10``, ``cifar100``, ...), ``npz:PATH`` and ``folder:PATH`` (see
+:func:`load`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_advssl.config import ConfigError
+
+SYNTHETIC_DATASETS = ("two_circles", "moons")
+STANDARD_TFDS_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
+NPZ_PREFIX = "npz:"
+FOLDER_PREFIX = "folder:"
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# folder: datasets without train/ and test/ sub-folders: this fraction of each
+# class (at least one image when the class has two or more) becomes the test set.
+FOLDER_TEST_FRACTION = 0.2
+FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+ZCA_EPSILON = 0.1
+# Epoch seeds of the two streams of train_dataset: [seed, offset + epoch].
+LABELED_STREAM_OFFSET = 0
+UNLABELED_STREAM_OFFSET = 2 ** 40
+
+_ALLOWED_DATASETS_TEXT = (
+    f"{', '.join(SYNTHETIC_DATASETS + STANDARD_TFDS_DATASETS)}, any other tensorflow-datasets "
+    f"image-classification builder, {NPZ_PREFIX}PATH or {FOLDER_PREFIX}PATH")
+
+
+# ---------------------------------------------------------------------------
+# Spec and preprocessing.
+
+@dataclasses.dataclass
+class DataSpec:
+    """What the model and the attacks need to know about a dataset's raw inputs."""
+    name: str                       # as given by the user, e.g. "mnist" or "npz:/p/x.npz"
+    input_shape: tuple              # per-example raw shape, e.g. (28, 28, 1) or (2,)
+    num_classes: int
+    raw_dtype: str                  # "uint8" (images) or "float32" (feature vectors)
+    pixel_range: Optional[tuple]    # (0, 255) for uint8 images, None for vectors
+    is_image: bool
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        d["pixel_range"] = None if self.pixel_range is None else list(self.pixel_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        d = dict(d)
+        d["input_shape"] = tuple(int(n) for n in d["input_shape"])
+        if d.get("pixel_range") is not None:
+            d["pixel_range"] = tuple(d["pixel_range"])
+        return cls(**d)
+
+
+def _image_spec(name: str, input_shape, num_classes: int) -> DataSpec:
+    return DataSpec(name=name, input_shape=tuple(int(n) for n in input_shape),
+                    num_classes=int(num_classes), raw_dtype="uint8", pixel_range=(0, 255),
+                    is_image=True)
+
+
+def _vector_spec(name: str, input_shape, num_classes: int) -> DataSpec:
+    return DataSpec(name=name, input_shape=tuple(int(n) for n in input_shape),
+                    num_classes=int(num_classes), raw_dtype="float32", pixel_range=None,
+                    is_image=False)
+
+
+class Preprocessor:
+    """Raw inputs -> model space, in TensorFlow.
+
+    ``x = cast(x_raw, float32) * scale - mean``, then (if a ZCA matrix is set)
+    ``x = x_flat @ zca_matrix`` reshaped back.  ``mean`` has shape ``(D,)`` with
+    ``D = prod(input_shape)`` and ``zca_matrix`` shape ``(D, D)``.  Inputs may
+    have any leading (batch) dimensions followed by ``input_shape``.  Constants
+    are kept as numpy and converted at call time, so the object can be captured
+    by a ``tf.function`` or a SavedModel signature.
+    """
+
+    def __init__(self, scale: float = 1.0, mean: Optional[np.ndarray] = None,
+                 zca_matrix: Optional[np.ndarray] = None, input_shape: tuple = ()):
+        self.scale = float(scale)
+        self.mean = None if mean is None else np.asarray(mean, np.float32).reshape(-1)
+        self.zca_matrix = None if zca_matrix is None else np.asarray(zca_matrix, np.float32)
+        self.input_shape = tuple(int(n) for n in input_shape)
+        if (self.mean is not None or self.zca_matrix is not None) and not self.input_shape:
+            raise ValueError("Preprocessor with a mean or ZCA matrix needs input_shape")
+        dim = int(np.prod(self.input_shape)) if self.input_shape else 0
+        if self.mean is not None and self.mean.shape != (dim,):
+            raise ValueError(f"mean has shape {self.mean.shape}, expected ({dim},)")
+        if self.zca_matrix is not None and self.zca_matrix.shape != (dim, dim):
+            raise ValueError(f"zca_matrix has shape {self.zca_matrix.shape}, expected ({dim}, {dim})")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == 1.0 and self.mean is None and self.zca_matrix is None
+
+    def __call__(self, x_raw) -> tf.Tensor:
+        x = tf.cast(x_raw, tf.float32)
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.mean is None and self.zca_matrix is None:
+            return x
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [-1, int(np.prod(self.input_shape))])
+        if self.mean is not None:
+            flat = flat - tf.constant(self.mean)
+        if self.zca_matrix is not None:
+            flat = tf.matmul(flat, tf.constant(self.zca_matrix))
+        return tf.reshape(flat, shape)
+
+    def save(self, path: str) -> None:
+        """Writes an .npz file at exactly ``path``."""
+        empty = np.zeros((0,), np.float32)
+        with open(path, "wb") as f:
+            np.savez(f, scale=np.float64(self.scale),
+                     mean=empty if self.mean is None else self.mean,
+                     zca_matrix=empty if self.zca_matrix is None else self.zca_matrix,
+                     input_shape=np.asarray(self.input_shape, np.int64))
+
+    @classmethod
+    def load(cls, path: str) -> "Preprocessor":
+        with np.load(path) as f:
+            mean, zca = f["mean"], f["zca_matrix"]
+            return cls(scale=float(f["scale"]), mean=mean if mean.size else None,
+                       zca_matrix=zca if zca.size else None,
+                       input_shape=tuple(int(n) for n in f["input_shape"]))
+
+    @classmethod
+    def fit(cls, x_train_raw: np.ndarray, spec: DataSpec, zca: bool,
+            zca_epsilon: float = ZCA_EPSILON) -> "Preprocessor":
+        """Preprocessor for a training set.
+
+        Images: ``scale = 1/255``; with ``zca`` also the per-feature mean of the
+        scaled training images and the ZCA matrix ``U diag(1/sqrt(S + eps)) U^T``
+        of their covariance (``eps = 0.1`` as in the official VAT code).
+        Feature vectors (incl. the 2-D synthetic sets): identity; ``zca`` is ignored.
+
+        Args:
+          x_train_raw: raw training inputs, shape ``(N,) + spec.input_shape``.
+        """
+        if not spec.is_image:
+            return cls(input_shape=spec.input_shape)
+        scale = 1.0 / 255.0
+        if not zca:
+            return cls(scale=scale, input_shape=spec.input_shape)
+        mean, matrix = zca_whitening(x_train_raw.reshape(len(x_train_raw), -1), scale, zca_epsilon)
+        return cls(scale=scale, mean=mean, zca_matrix=matrix, input_shape=spec.input_shape)
+
+
+def zca_whitening(x: np.ndarray, scale: float = 1.0, epsilon: float = ZCA_EPSILON,
+                  chunk_size: int = 4096):
+    """Mean ``(D,)`` and ZCA matrix ``(D, D)`` of ``x * scale`` for ``x`` of shape ``(N, D)``.
+
+    The covariance is accumulated over chunks (float32 products, float64
+    sums), so a large uint8 set is never converted to float as a whole.
+    """
+    n, dim = x.shape
+    total = np.zeros((dim,), np.float64)
+    for start in range(0, n, chunk_size):
+        total += (x[start:start + chunk_size].astype(np.float64) * scale).sum(axis=0)
+    mean = total / n
+    cov = np.zeros((dim, dim), np.float64)
+    for start in range(0, n, chunk_size):
+        centred = (x[start:start + chunk_size].astype(np.float64) * scale - mean).astype(np.float32)
+        cov += centred.T @ centred
+    cov /= n
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+    matrix = (eigenvectors * (1.0 / np.sqrt(eigenvalues + epsilon))) @ eigenvectors.T
+    return mean.astype(np.float32), matrix.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Loaded data.
+
+@dataclasses.dataclass
+class SSLData:
+    """A dataset split for semi-supervised learning; all arrays are raw."""
+    spec: DataSpec
+    x_train: np.ndarray             # (N,) + input_shape, uint8 or float32
+    y_train: np.ndarray             # (N,) int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: Optional[np.ndarray]
+    y_val: Optional[np.ndarray]
+    labeled_indices: np.ndarray     # (num_labeled,) int64 indices into x_train
+    preprocessor: Preprocessor
+
+    @property
+    def num_labeled(self) -> int:
+        return int(len(self.labeled_indices))
+
+    @property
+    def num_unlabeled(self) -> int:
+        """The unlabeled set is the whole training set (labels ignored)."""
+        return int(len(self.x_train))
+
+
+def _dataset_kind(name: str) -> str:
+    if name in SYNTHETIC_DATASETS:
+        return "synthetic"
+    if name.startswith(NPZ_PREFIX):
+        return "npz"
+    if name.startswith(FOLDER_PREFIX):
+        return "folder"
+    return "tfds"
+
+
+def _tfds_base_name(name: str) -> str:
+    """"cifar10:3.0.2" or "name/config:1.0.0" -> the registered builder name."""
+    return name.split(":")[0].split("/")[0]
+
+
+def validate(config) -> None:
+    """Cheap checks of the data flags; raises ConfigError naming the flag.
+
+    Works on an unresolved config (``None`` fields are skipped).  Does not load
+    or download anything; for tfds names other than the standard ones it builds
+    the (metadata-only) builder to check that it is an image-classification set.
+    """
+    name = config.dataset
+    kind = _dataset_kind(name)
+    if kind == "npz":
+        path = name[len(NPZ_PREFIX):]
+        if not os.path.isfile(path):
+            raise ConfigError(f"--dataset={name}: file {path!r} does not exist "
+                              f"(expected an .npz with arrays {', '.join(NPZ_KEYS)})")
+    elif kind == "folder":
+        path = name[len(FOLDER_PREFIX):]
+        if not os.path.isdir(path):
+            raise ConfigError(f"--dataset={name}: directory {path!r} does not exist "
+                              f"(expected one sub-folder of images per class)")
+    elif kind == "tfds" and name not in STANDARD_TFDS_DATASETS:
+        import tensorflow_datasets as tfds
+        if _tfds_base_name(name) not in tfds.list_builders(with_community_datasets=False):
+            raise ConfigError(f"--dataset={name!r} is not a known dataset; allowed: {_ALLOWED_DATASETS_TEXT}")
+        try:
+            builder = tfds.builder(name, data_dir=config.data_dir)
+        except Exception as e:  # bad config/version suffix, missing optional dependency...
+            raise ConfigError(f"--dataset={name!r}: tensorflow-datasets cannot build it: {e}") from e
+        _check_image_classification(builder, name)
+
+    if config.noise is not None and config.noise < 0:
+        raise ConfigError(f"--noise must be >= 0, got {config.noise}")
+    if config.num_labeled is not None and config.num_labeled <= 0:
+        raise ConfigError(f"--num_labeled must be > 0, got {config.num_labeled}")
+    if config.validation_size < 0:
+        raise ConfigError(f"--validation_size must be >= 0, got {config.validation_size}")
+    for flag in ("batch_size", "unlabeled_batch_size", "eval_batch_size",
+                 "num_train_synthetic", "num_test_synthetic"):
+        value = getattr(config, flag)
+        if value <= 0:
+            raise ConfigError(f"--{flag} must be > 0, got {value}")
+    if config.augment_translate is not None and config.augment_translate < 0:
+        raise ConfigError(f"--augment_translate must be >= 0 (pixels), got {config.augment_translate}")
+    if config.tfds_manual_dir is not None and not os.path.isdir(config.tfds_manual_dir):
+        raise ConfigError(f"--tfds_manual_dir={config.tfds_manual_dir!r} is not a directory")
+
+
+def load(config) -> SSLData:
+    """Loads ``config.dataset`` and makes the semi-supervised split.
+
+    ``config`` must be resolved (``config.resolve``).  Steps: read raw train
+    and test sets; take ``config.validation_size`` random training examples
+    out as the validation set; choose ``config.num_labeled`` labeled examples
+    among the rest (``num_labeled / num_classes`` per class when
+    ``config.balanced``); fit the Preprocessor on the remaining training set.
+    Both random choices use ``np.random.RandomState(config.split_seed)``.
+
+    Dataset formats:
+      * ``two_circles`` / ``moons``: sklearn, ``config.num_train_synthetic`` train
+        points (random_state ``split_seed``), ``config.num_test_synthetic`` test
+        points (random_state ``split_seed + 10000``), float32 (N, 2).
+      * tfds names: ``train`` and ``test`` splits of ``tfds.builder(name,
+        data_dir=config.data_dir)``; prepared offline from
+        ``config.tfds_manual_dir`` if needed.
+      * ``npz:PATH``: arrays x_train, y_train, x_test, y_test (optional scalar
+        num_classes); uint8 images (N, H, W[, C]) or float feature vectors (N, D).
+      * ``folder:PATH``: one sub-folder per class (or ``train/`` and ``test/``
+        each holding the class sub-folders).  All images are resized to the size
+        of the first image (sorted order); grayscale if that image is
+        grayscale, else RGB.  Without ``train/``+``test/``, 20 % of each class
+        (chosen with ``split_seed``) is the test set.
+
+    Returns: SSLData with raw arrays and the fitted Preprocessor.
+    """
+    validate(config)
+    kind = _dataset_kind(config.dataset)
+    loader = {"synthetic": _load_synthetic, "tfds": _load_tfds,
+              "npz": _load_npz, "folder": _load_folder}[kind]
+    spec, x_train, y_train, x_test, y_test = loader(config)
+    y_train = np.asarray(y_train, np.int64)
+    y_test = np.asarray(y_test, np.int64)
+    for split, y in (("train", y_train), ("test", y_test)):
+        if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise ConfigError(f"--dataset={config.dataset}: {split} labels must lie in "
+                              f"[0, {spec.num_classes}), got [{y.min()}, {y.max()}]")
+    if config.zca and not spec.is_image:
+        raise ConfigError(f"--zca applies to image datasets only; --dataset={config.dataset} "
+                          f"holds feature vectors")
+
+    rng = np.random.RandomState(config.split_seed)
+    x_val = y_val = None
+    if config.validation_size > 0:
+        if config.validation_size >= len(x_train):
+            raise ConfigError(f"--validation_size={config.validation_size} must be smaller than the "
+                              f"training set ({len(x_train)} examples)")
+        order = rng.permutation(len(x_train))
+        val_idx = np.sort(order[:config.validation_size])
+        train_idx = np.sort(order[config.validation_size:])
+        x_val, y_val = x_train[val_idx], y_train[val_idx]
+        x_train, y_train = x_train[train_idx], y_train[train_idx]
+
+    labeled_indices = choose_labeled(y_train, config.num_labeled, spec.num_classes,
+                                     config.balanced, rng)
+    preprocessor = Preprocessor.fit(x_train, spec, zca=bool(config.zca))
+    return SSLData(spec=spec, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   x_val=x_val, y_val=y_val, labeled_indices=labeled_indices,
+                   preprocessor=preprocessor)
+
+
+def choose_labeled(y_train: np.ndarray, num_labeled: int, num_classes: int, balanced: bool,
+                   rng: np.random.RandomState) -> np.ndarray:
+    """Sorted int64 indices of the labeled examples (``num_labeled / num_classes`` per class if balanced)."""
+    num_train = len(y_train)
+    if num_labeled > num_train:
+        raise ConfigError(f"--num_labeled={num_labeled} is larger than the training set "
+                          f"({num_train} examples after the validation split)")
+    if not balanced:
+        return np.sort(rng.choice(num_train, num_labeled, replace=False)).astype(np.int64)
+    if num_labeled % num_classes:
+        raise ConfigError(f"--num_labeled={num_labeled} must be a multiple of the {num_classes} classes "
+                          f"for a balanced split (or pass --nobalanced)")
+    per_class = num_labeled // num_classes
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(y_train == c)
+        if len(members) < per_class:
+            raise ConfigError(f"--num_labeled={num_labeled} needs {per_class} examples of each class, "
+                              f"but class {c} has only {len(members)} in the training set")
+        chosen.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Loaders: each returns (spec, x_train, y_train, x_test, y_test), raw.
+
+def _load_synthetic(config):
+    from sklearn import datasets as sk_datasets
+
+    def make(n, random_state):
+        if config.dataset == "two_circles":
+            x, y = sk_datasets.make_circles(n_samples=n, noise=config.noise, factor=0.8,
+                                            random_state=random_state)
+        else:
+            x, y = sk_datasets.make_moons(n_samples=n, noise=config.noise, random_state=random_state)
+        return x.astype(np.float32), y.astype(np.int64)
+
+    x_train, y_train = make(config.num_train_synthetic, config.split_seed)
+    x_test, y_test = make(config.num_test_synthetic, config.split_seed + 10_000)
+    return _vector_spec(config.dataset, (2,), 2), x_train, y_train, x_test, y_test
+
+
+def _check_image_classification(builder, name: str):
+    """(image_key, label_key) of a tfds builder, or ConfigError if it is not image classification."""
+    import tensorflow_datasets as tfds
+    features = builder.info.features
+    keys = builder.info.supervised_keys
+    ok = (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
+          and keys[0] in features and keys[1] in features
+          and isinstance(features[keys[0]], tfds.features.Image)
+          and isinstance(features[keys[1]], tfds.features.ClassLabel))
+    if not ok:
+        raise ConfigError(f"--dataset={name!r} is not an image-classification dataset "
+                          f"(supervised keys {keys}); allowed: {_ALLOWED_DATASETS_TEXT}")
+    shape = features[keys[0]].shape
+    if any(n is None for n in shape):
+        raise ConfigError(f"--dataset={name!r} has variable-size images {shape}; resize them and use "
+                          f"{NPZ_PREFIX}PATH or {FOLDER_PREFIX}PATH")
+    return keys
+
+
+def _load_tfds(config):
+    import tensorflow_datasets as tfds
+    name = config.dataset
+    builder = tfds.builder(name, data_dir=config.data_dir)
+    image_key, label_key = _check_image_classification(builder, name)
+    if not builder.is_prepared():
+        if not config.tfds_manual_dir:
+            raise ConfigError(
+                f"--dataset={name}: the data is not prepared under --data_dir={builder.data_dir_root}; "
+                f"this machine has no internet, so pass --tfds_manual_dir=DIR holding the original "
+                f"archives (e.g. ../shared/datasets/{_tfds_base_name(name)}), which tensorflow-datasets "
+                f"prepares offline")
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=config.tfds_manual_dir))
+        except Exception as e:
+            raise ConfigError(f"--dataset={name}: preparing from --tfds_manual_dir={config.tfds_manual_dir} "
+                              f"failed (does it hold the original archives?): {type(e).__name__}: {e}") from e
+    splits = builder.info.splits
+    if splits and not {"train", "test"} <= set(splits):
+        raise ConfigError(f"--dataset={name} needs 'train' and 'test' splits, has {sorted(splits)}")
+
+    def read(split):
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False).batch(8192)
+        xs, ys = [], []
+        for x, y in tfds.as_numpy(ds):
+            xs.append(x)
+            ys.append(y)
+        return np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int64)
+
+    x_train, y_train = read("train")
+    x_test, y_test = read("test")
+    spec = _image_spec(name, x_train.shape[1:], builder.info.features[label_key].num_classes)
+    return spec, x_train, y_train, x_test, y_test
+
+
+def _load_npz(config):
+    name = config.dataset
+    path = name[len(NPZ_PREFIX):]
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in NPZ_KEYS if k not in f]
+        if missing:
+            raise ConfigError(f"--dataset={name}: missing arrays {missing}; the file must hold "
+                              f"{', '.join(NPZ_KEYS)} (and optionally num_classes)")
+        x_train, y_train, x_test, y_test = (f[k] for k in NPZ_KEYS)
+        num_classes = int(f["num_classes"]) if "num_classes" in f else None
+
+    def as_raw(x, key):
+        if x.dtype == np.uint8 and x.ndim in (3, 4):
+            return x[..., None] if x.ndim == 3 else x
+        if np.issubdtype(x.dtype, np.floating) and x.ndim == 2:
+            return x.astype(np.float32)
+        raise ConfigError(f"--dataset={name}: {key} must be uint8 images (N, H, W[, C]) or float "
+                          f"feature vectors (N, D); got dtype {x.dtype}, shape {x.shape}")
+
+    x_train, x_test = as_raw(x_train, "x_train"), as_raw(x_test, "x_test")
+    if x_train.shape[1:] != x_test.shape[1:] or x_train.dtype != x_test.dtype:
+        raise ConfigError(f"--dataset={name}: x_train {x_train.dtype}{x_train.shape} and x_test "
+                          f"{x_test.dtype}{x_test.shape} do not match")
+    for key, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"--dataset={name}: y_{key} must be integer labels of shape ({len(x)},), "
+                              f"got dtype {y.dtype}, shape {y.shape}")
+    if num_classes is None:
+        num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    make_spec = _image_spec if x_train.dtype == np.uint8 else _vector_spec
+    return make_spec(name, x_train.shape[1:], num_classes), x_train, y_train, x_test, y_test
+
+
+def _class_folders(path: str) -> list:
+    return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+
+
+def _first_image(root: str, classes: list) -> Optional[str]:
+    for c in classes:
+        for fname in sorted(os.listdir(os.path.join(root, c))):
+            if fname.lower().endswith(FOLDER_IMAGE_EXTENSIONS):
+                return os.path.join(root, c, fname)
+    return None
+
+
+def _read_image_folder(root: str, classes: list, image_size: tuple, color_mode: str):
+    ds = keras.utils.image_dataset_from_directory(
+        root, labels="inferred", label_mode="int", class_names=classes, color_mode=color_mode,
+        batch_size=256, image_size=image_size, shuffle=False, verbose=False)
+    xs, ys = [], []
+    for x, y in ds.as_numpy_iterator():
+        xs.append(np.clip(np.round(x), 0, 255).astype(np.uint8))
+        ys.append(y.astype(np.int64))
+    channels = 1 if color_mode == "grayscale" else 3
+    if not xs:
+        return np.zeros((0,) + tuple(image_size) + (channels,), np.uint8), np.zeros((0,), np.int64)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _load_folder(config):
+    from PIL import Image
+    name = config.dataset
+    path = name[len(FOLDER_PREFIX):]
+    split_dirs = os.path.isdir(os.path.join(path, "train")) and os.path.isdir(os.path.join(path, "test"))
+    train_root = os.path.join(path, "train") if split_dirs else path
+    classes = _class_folders(train_root)
+    if len(classes) < 2:
+        raise ConfigError(f"--dataset={name}: expected one sub-folder per class (at least 2) in "
+                          f"{train_root!r}, found {classes}")
+    if split_dirs and _class_folders(os.path.join(path, "test")) != classes:
+        raise ConfigError(f"--dataset={name}: test/ must have the same class sub-folders as train/ "
+                          f"({classes}), has {_class_folders(os.path.join(path, 'test'))}")
+    first = _first_image(train_root, classes)
+    if first is None:
+        raise ConfigError(f"--dataset={name}: no images ({', '.join(FOLDER_IMAGE_EXTENSIONS)}) found")
+    with Image.open(first) as image:
+        width, height = image.size
+        color_mode = "grayscale" if image.mode in ("1", "L", "I", "I;16", "F") else "rgb"
+
+    x, y = _read_image_folder(train_root, classes, (height, width), color_mode)
+    if split_dirs:
+        x_test, y_test = _read_image_folder(os.path.join(path, "test"), classes, (height, width), color_mode)
+        x_train, y_train = x, y
+    else:
+        rng = np.random.RandomState(config.split_seed)
+        test_idx = []
+        for c in range(len(classes)):
+            members = np.flatnonzero(y == c)
+            num_test = max(1, int(round(FOLDER_TEST_FRACTION * len(members)))) if len(members) >= 2 else 0
+            test_idx.append(rng.choice(members, num_test, replace=False))
+        test_mask = np.zeros(len(y), bool)
+        test_mask[np.concatenate(test_idx).astype(np.int64)] = True
+        x_train, y_train, x_test, y_test = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
+    if not len(x_test):
+        raise ConfigError(f"--dataset={name}: the test set is empty (too few images per class)")
+    return _image_spec(name, x_train.shape[1:], len(classes)), x_train, y_train, x_test, y_test
+
+
+# ---------------------------------------------------------------------------
+# Input pipelines.
+
+def _index_stream(num_items: int, batch_size: int, seed: int, stream_offset: int,
+                  start_step: int) -> tf.data.Dataset:
+    """Infinite batches of positions in ``[0, num_items)``, a function of (seed, step) only.
+
+    Epoch ``e`` is ``stateless_shuffle(range(num_items), seed=[seed, stream_offset + e])``;
+    example counter ``k = step * batch_size + j`` is ``perm_{k // N}[k % N]``.
+    Batches run across epoch boundaries (so a batch can repeat an example when
+    ``num_items < batch_size``).
+    """
+    first_example = start_step * batch_size
+    first_epoch, skip = divmod(first_example, num_items)
+
+    def epoch_positions(epoch):
+        perm = tf.random.experimental.stateless_shuffle(
+            tf.range(num_items, dtype=tf.int64),
+            seed=tf.stack([tf.constant(seed, tf.int64), stream_offset + epoch]))
+        return tf.data.Dataset.from_tensor_slices(perm)
+
+    epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+    return epochs.flat_map(epoch_positions).skip(skip).batch(batch_size, drop_remainder=True)
+
+
+def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options)
+
+
+def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, seed: int,
+                  start_step: int = 0) -> tf.data.Dataset:
+    """Infinite stream of ``((x_l, y_l), (x_u, idx_u))`` training batches.
+
+    ``x_l``: ``(batch_size,) + input_shape`` float32 (preprocessed), ``y_l``:
+    ``(batch_size,)`` int64; ``x_u``: ``(unlabeled_batch_size,) + input_shape``
+    float32, ``idx_u``: int64 indices of those examples in ``data.x_train``.
+    The labeled stream cycles through ``data.labeled_indices``, the unlabeled
+    stream through all of ``x_train``, each in its own per-epoch permutation
+    derived from ``seed`` (see :func:`_index_stream`).  The batches from
+    ``start_step`` on are exactly those an uninterrupted stream yields from
+    that step.
+    """
+    x_all = tf.constant(data.x_train)
+    y_all = tf.constant(data.y_train.astype(np.int64))
+    labeled = tf.constant(np.asarray(data.labeled_indices, np.int64))
+    preprocess = data.preprocessor
+
+    def labeled_batch(positions):
+        idx = tf.gather(labeled, positions)
+        return preprocess(tf.gather(x_all, idx)), tf.gather(y_all, idx)
+
+    def unlabeled_batch(idx):
+        return preprocess(tf.gather(x_all, idx)), idx
+
+    labeled_ds = _index_stream(data.num_labeled, batch_size, seed, LABELED_STREAM_OFFSET,
+                               start_step).map(labeled_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    unlabeled_ds = _index_stream(data.num_unlabeled, unlabeled_batch_size, seed,
+                                 UNLABELED_STREAM_OFFSET, start_step).map(
+        unlabeled_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip((labeled_ds, unlabeled_ds)).prefetch(tf.data.AUTOTUNE)
+    return _deterministic(ds)
+
+
+EVAL_SPLITS = ("test", "val", "validation", "train")
+
+
+def eval_dataset(data: SSLData, split: str = "test", batch_size: int = 500) -> tf.data.Dataset:
+    """``(x, y)`` batches of a split in order, last batch possibly smaller.
+
+    ``split``: "test", "val" (alias "validation") or "train".  ``x`` is
+    preprocessed float32 ``(b,) + input_shape``, ``y`` int64 ``(b,)``.
+    """
+    if split == "test":
+        x, y = data.x_test, data.y_test
+    elif split in ("val", "validation"):
+        if data.x_val is None:
+            raise ConfigError("no validation split: pass --validation_size > 0")
+        x, y = data.x_val, data.y_val
+    elif split == "train":
+        x, y = data.x_train, data.y_train
+    else:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+    preprocess = data.preprocessor
+    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, np.int64))).batch(batch_size)
+    ds = ds.map(lambda xb, yb: (preprocess(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def make_augmentation(spec: DataSpec, translate: int, flip: bool, seed: int) -> Optional[keras.Sequential]:
+    """Random translation / horizontal flip applied in model space during training.
+
+    ``RandomTranslation`` by up to ``translate`` pixels (nearest interpolation,
+    zero fill: like the pad-and-crop of the official VAT code, whose zero padding
+    is in model space) and ``RandomFlip("horizontal")`` if ``flip``.  Input and
+    output ``(batch,) + input_shape`` (NHWC).  Returns None for non-image data
+    or when nothing is enabled.  Layers only act when called with
+    ``training=True``.
+    """
+    if not spec.is_image or (not translate and not flip):
+        return None
+    height, width = spec.input_shape[0], spec.input_shape[1]
+    layers = []
+    if translate:
+        layers.append(keras.layers.RandomTranslation(
+            height_factor=translate / height, width_factor=translate / width, fill_mode="constant",
+            fill_value=0.0, interpolation="nearest", seed=seed, data_format="channels_last"))
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 1, data_format="channels_last"))
+    return keras.Sequential(layers, name="augmentation")

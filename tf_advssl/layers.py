@@ -1,0 +1,245 @@
+"""Small layers Keras 3 does not provide in the form this project needs.
+
+``BatchNormalization`` behaves exactly like Keras' layer, except that inside
+``frozen_batch_stats()`` a training-mode call normalises with the batch
+statistics but does not update the moving averages.  Forward passes on
+perturbed inputs (VAT, adversarial training, attacks) run inside that context,
+as in the official VAT code (``update_batch_stats=False``).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import keras
+from keras import ops
+
+_STATE = threading.local()
+
+
+def batch_stats_frozen() -> bool:
+    return getattr(_STATE, "frozen", 0) > 0
+
+
+@contextlib.contextmanager
+def frozen_batch_stats():
+    """Within this context, BatchNormalization layers do not update moving stats.
+
+    The flag is read while a function is traced, so it must wrap the call that
+    builds the perturbed forward pass (which is where it is used).
+    """
+    _STATE.frozen = getattr(_STATE, "frozen", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.frozen -= 1
+
+
+@keras.saving.register_keras_serializable(package="tf_advssl")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras BatchNormalization that honours :func:`frozen_batch_stats`."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and batch_stats_frozen()) or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        inputs = ops.cast(inputs, compute_dtype)
+        mean, variance = self._moments(inputs, mask)
+        outputs = ops.batch_normalization(
+            x=inputs,
+            mean=mean,
+            variance=variance,
+            axis=self.axis,
+            offset=ops.cast(self.beta, compute_dtype) if self.center else None,
+            scale=ops.cast(self.gamma, compute_dtype) if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
+# ---------------------------------------------------------------------------
+# Weight normalisation (Salimans & Kingma, 2016).
+# ---------------------------------------------------------------------------
+
+
+def _weight_norm_kernel(v, g, reduce_axes, epsilon):
+    """``g * v / ||v||`` with the norm over ``reduce_axes`` (all but the output axis)."""
+    sq_norm = ops.sum(ops.square(v), axis=reduce_axes, keepdims=True)
+    return v * (g * ops.rsqrt(ops.maximum(sq_norm, epsilon)))
+
+
+class _WeightNormBase(keras.layers.Layer):
+    """Shared parameters of the weight-normalised layers.
+
+    The effective kernel is ``w = g * v / ||v||`` (Salimans & Kingma, "Weight
+    Normalization: A Simple Reparameterization to Accelerate Training of Deep
+    Neural Networks", NeurIPS 2016), where the norm runs over every kernel axis
+    except the last (output) one, so each output unit's weight vector has
+    Euclidean norm ``g[j]``.  ``v`` and ``g`` are the trainable variables.
+
+    ``g`` starts at ``||v||`` of the initial ``v``, so the effective kernel at
+    initialisation equals ``v`` (drawn from ``kernel_initializer``).  The
+    paper's optional data-dependent initialisation (setting ``g`` and the bias
+    from the statistics of a first minibatch) is deliberately not implemented:
+    it needs a separate initialisation pass over data, and in this package
+    weight-normalised layers are followed by batch normalisation or used where
+    the plain initialisation suffices.
+    """
+
+    def __init__(self, units_or_filters, *, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 epsilon=1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self._out = int(units_or_filters)
+        if self._out <= 0:
+            raise ValueError(f"Number of output units must be positive, got {units_or_filters}")
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.epsilon = float(epsilon)
+
+    def _build_params(self, kernel_shape):
+        self._reduce_axes = tuple(range(len(kernel_shape) - 1))
+        self.kernel_v = self.add_weight(
+            name="kernel_v", shape=kernel_shape, initializer=self.kernel_initializer,
+            trainable=True)
+        reduce_axes = self._reduce_axes
+        v_var = self.kernel_v
+
+        def norm_of_v(shape, dtype=None):
+            value = ops.convert_to_tensor(v_var.value)
+            return ops.cast(ops.sqrt(ops.sum(ops.square(value), axis=reduce_axes)), dtype)
+
+        self.g = self.add_weight(name="g", shape=(kernel_shape[-1],), initializer=norm_of_v,
+                                 trainable=True)
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(kernel_shape[-1],),
+                                        initializer=self.bias_initializer, trainable=True)
+        else:
+            self.bias = None
+
+    @property
+    def kernel(self):
+        """The effective (normalised) kernel ``g * v / ||v||``."""
+        return _weight_norm_kernel(ops.convert_to_tensor(self.kernel_v), self.g,
+                                   self._reduce_axes, self.epsilon)
+
+    def _finish(self, outputs):
+        if self.bias is not None:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def _kernel_in(self, dtype):
+        # Normalise in the variable dtype (float32), then cast to compute dtype.
+        return ops.cast(self.kernel, dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "epsilon": self.epsilon,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_advssl")
+class WeightNormDense(_WeightNormBase):
+    """Dense layer with weight normalisation: ``y = x @ (g * v / ||v||_col) + b``.
+
+    The kernel ``v`` has shape ``(input_dim, units)``; the norm is taken over
+    the input axis, so column ``j`` of the effective kernel has norm ``g[j]``.
+    See :class:`_WeightNormBase` for initialisation (no data-dependent init).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        self.units = self._out
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError("WeightNormDense needs a known last input dimension")
+        self._build_params((int(input_dim), self.units))
+
+    def call(self, inputs):
+        return self._finish(ops.matmul(inputs, self._kernel_in(inputs.dtype)))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config["units"] = self.units
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_advssl")
+class WeightNormConv2D(_WeightNormBase):
+    """2-D convolution (channels_last) with weight normalisation.
+
+    The kernel ``v`` has shape ``(kh, kw, in_channels, filters)``; the norm is
+    taken over ``(kh, kw, in_channels)``, so each filter of the effective
+    kernel has norm ``g[j]``.  No data-dependent init (see
+    :class:`_WeightNormBase`).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 dilation_rate=(1, 1), **kwargs):
+        super().__init__(filters, **kwargs)
+        self.filters = self._out
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        padding = str(padding).lower()
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] is None:
+            raise ValueError(f"WeightNormConv2D expects (batch, H, W, C) with known C, got {input_shape}")
+        self._build_params(self.kernel_size + (int(input_shape[-1]), self.filters))
+
+    def call(self, inputs):
+        outputs = ops.conv(inputs, self._kernel_in(inputs.dtype), strides=self.strides,
+                           padding=self.padding, data_format="channels_last",
+                           dilation_rate=self.dilation_rate)
+        return self._finish(outputs)
+
+    def compute_output_shape(self, input_shape):
+        batch, *spatial, _ = input_shape
+        out = []
+        for size, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate):
+            if size is None:
+                out.append(None)
+            elif self.padding == "same":
+                out.append(-(-size // s))
+            else:
+                out.append((size - d * (k - 1) - 1) // s + 1)
+        return (batch, *out, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+        })
+        return config
+
+
+def _pair(value, name):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise ValueError(f"{name} must be an int or a pair, got {value}")
+    return value

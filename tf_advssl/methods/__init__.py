@@ -1,0 +1,53 @@
+"""Registry of training methods: name -> "module:Class".
+
+A new method is one new file in this package plus one line here.  Each class
+is a :class:`tf_advssl.methods.base.SSLModel`; its ``Params`` dataclass lists
+its hyper-parameters (each becomes a flag of ``bin/train.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from tf_advssl.config import ConfigError, dataset_family
+
+METHODS = {
+    "supervised": "tf_advssl.methods.supervised:Supervised",
+    "vat": "tf_advssl.methods.vat:VAT",
+    "at": "tf_advssl.methods.at:AdversarialTraining",
+}
+
+
+def get_method(name: str):
+    """The SSLModel subclass registered as ``name``."""
+    if name not in METHODS:
+        raise ConfigError(f"--method={name!r} is unknown; allowed: {', '.join(sorted(METHODS))}")
+    module_name, class_name = METHODS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def param_fields() -> dict:
+    """All method hyper-parameters: flag name -> dataclasses.Field (first definition wins)."""
+    fields = {}
+    for name in METHODS:
+        for field in dataclasses.fields(get_method(name).Params):
+            fields.setdefault(field.name, field)
+    return fields
+
+
+def make_params(method: str, dataset: str, overrides: dict):
+    """The Params of ``method``: class defaults, then dataset defaults, then ``overrides``.
+
+    Keys of ``overrides`` that belong to other methods are ignored; keys that
+    belong to no method raise ConfigError.
+    """
+    params_cls = get_method(method).Params
+    own = {f.name for f in dataclasses.fields(params_cls)}
+    unknown = set(overrides) - set(param_fields())
+    if unknown:
+        raise ConfigError(f"unknown method parameters: {sorted(unknown)}")
+    values = dict(params_cls.DATASET_DEFAULTS.get(dataset_family(dataset), {}))
+    values.update({k: v for k, v in overrides.items() if k in own})
+    params = params_cls(**values)
+    params.validate()
+    return params

@@ -1,0 +1,181 @@
+"""The shared semi-supervised model every method builds on.
+
+A method subclasses :class:`SSLModel` and states only its losses:
+
+    class VAT(SSLModel):
+        loss_names = ("loss_nll", "loss_vat")
+        def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
+            return {"loss_nll": ..., "loss_vat": ...}
+        def loss_weights(self):
+            return {"loss_nll": 1.0, "loss_vat": self.params.vat_weight}
+
+The base owns the common work: unpacking ``((x_l, y_l), (x_u, idx_u))``,
+input augmentation, the weighted sum of the named terms (one line, in
+``train_step``), loss scaling for mixed precision, scaling for distribution
+(each replica's batch mean divided by the replica count, so that the summed
+gradients equal the single-device gradient of the global mean), the optional
+EMA teacher, and evaluation (test error in percent).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Optional
+
+import keras
+import tensorflow as tf
+from keras.src.losses.loss import scale_loss_for_distribution
+
+from tf_advssl import losses
+from tf_advssl.config import ConfigError
+
+
+def param(default, help: str, **metadata):
+    """A method hyper-parameter: a dataclass field whose flag help is ``help``."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass
+class NoParams:
+    DATASET_DEFAULTS: ClassVar[dict] = {}
+
+    def validate(self) -> None:
+        pass
+
+
+def require_nonnegative(params, *names):
+    for name in names:
+        value = getattr(params, name)
+        if value < 0:
+            raise ConfigError(f"--{name} must be >= 0, got {value}")
+
+
+def require_choice(params, name, allowed):
+    value = getattr(params, name)
+    if value not in allowed:
+        raise ConfigError(f"--{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def sigmoid_rampup(step, rampup_steps):
+    """exp(-5 (1 - t)^2) for t = step / rampup_steps in [0, 1] (Laine & Aila 2017)."""
+    if rampup_steps <= 0:
+        return tf.constant(1.0)
+    t = tf.clip_by_value(tf.cast(step, tf.float32) / float(rampup_steps), 0.0, 1.0)
+    return tf.exp(-5.0 * tf.square(1.0 - t))
+
+
+class SSLModel(keras.Model):
+    """Base semi-supervised model; see the module docstring.
+
+    Args:
+      classifier: keras.Model mapping model-space inputs to logits.
+      params: the method's Params dataclass instance.
+      num_classes: number of classes.
+      total_steps: planned training steps (ramp-ups and schedules use it).
+      augmentation: optional keras layer applied to both streams in training.
+      num_train_examples: size of the training set (per-example state).
+      eval_ema / ema_decay: keep an EMA copy of the classifier ("teacher") and
+        evaluate it instead of the raw weights.
+      seed: seed of this model's random stream (perturbation starts, mixup, ...).
+    """
+
+    Params: ClassVar[type] = NoParams
+    loss_names: ClassVar[tuple] = ("loss_nll",)
+    augment_inputs: ClassVar[bool] = True
+    needs_teacher: ClassVar[bool] = False
+
+    def __init__(self, classifier: keras.Model, params, *, num_classes: int, total_steps: int,
+                 augmentation=None, num_train_examples: int = 0, input_shape=None,
+                 eval_ema: bool = False, ema_decay: float = 0.999, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.params = params
+        self.num_classes = num_classes
+        self.total_steps = int(total_steps)
+        self.augmentation = augmentation
+        self.num_train_examples = int(num_train_examples)
+        self.data_shape = tuple(input_shape) if input_shape is not None else tuple(classifier.input_shape[1:])
+        self.eval_ema = eval_ema
+        self.ema_decay = float(ema_decay)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.teacher = None
+        if self.needs_teacher or eval_ema:
+            self.teacher = keras.models.clone_model(classifier)
+            self.teacher.trainable = False
+            for target, source in zip(self.teacher.weights, self.classifier.weights):
+                target.assign(source)
+        self.error_tracker = keras.metrics.Mean(name="error")  # percent
+
+    # ----- what a method states ---------------------------------------------------
+    def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled) -> dict:
+        raise NotImplementedError
+
+    def loss_weights(self) -> dict:
+        """Weight of each named term (may depend on ``self.step``). Default: all 1."""
+        return {name: 1.0 for name in self.loss_names}
+
+    # ----- helpers for methods ----------------------------------------------------
+    @property
+    def step(self):
+        """Number of optimizer updates applied so far (int64 tensor)."""
+        return self.optimizer.iterations
+
+    def logits(self, x, training=True):
+        return self.classifier(x, training=training)
+
+    def teacher_logits(self, x, training=True):
+        model = self.teacher if self.teacher is not None else self.classifier
+        return tf.stop_gradient(model(x, training=training))
+
+    def trainable_for_loss(self):
+        """Variables the summed loss is differentiated against."""
+        return self.classifier.trainable_variables
+
+    def after_update(self):
+        """Hook run after the optimizer step (EMA teacher update by default)."""
+        if self.teacher is not None:
+            self.update_teacher()
+
+    def update_teacher(self):
+        decay = tf.minimum(self.ema_decay,
+                           (1.0 + tf.cast(self.step, tf.float32)) / (10.0 + tf.cast(self.step, tf.float32)))
+        for target, source in zip(self.teacher.weights, self.classifier.weights):
+            if "float" not in str(target.dtype):
+                continue  # e.g. seed-generator states
+            target.assign(decay * target + (1.0 - decay) * tf.cast(source, target.dtype))
+
+    # ----- Keras plumbing ---------------------------------------------------------
+    def call(self, x, training=False):
+        model = self.teacher if (self.eval_ema and self.teacher is not None and not training) else self.classifier
+        return model(x, training=training)
+
+    def augment(self, x):
+        if self.augmentation is None:
+            return x
+        return self.augmentation(x, training=True)
+
+    def train_step(self, data):
+        (x_labeled, y_labeled), (x_unlabeled, idx_unlabeled) = data
+        if self.augment_inputs:
+            x_labeled, x_unlabeled = self.augment(x_labeled), self.augment(x_unlabeled)
+        variables = self.trainable_for_loss()
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, idx_unlabeled)
+            weights = self.loss_weights()
+            loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
+            scaled_loss = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.after_update()
+        logs = {name: terms[name] for name in self.loss_names}
+        logs["loss"] = loss
+        return logs
+
+    def test_step(self, data):
+        x, y = data
+        logits = self(x, training=False)
+        self.error_tracker.update_state(100.0 * losses.error_count(y, logits))
+        return {"error": self.error_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.error_tracker]

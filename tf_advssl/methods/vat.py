@@ -1,0 +1,71 @@
+"""Virtual adversarial training (Miyato, Maeda, Koyama, Ishii; TPAMI 2018).
+
+    L = E_{D_l}[-log p(y|x)] + vat_weight * E_{D_l u D_u}[ KL(p(.|x) || p(.|x + r_vadv)) ]
+        (+ E_{D_u}[ H(p(.|x)) ]  with --entmin: VAT+EntMin)
+    r_vadv = argmax_{||r||_2 <= eps} KL(p(.|x) || p(.|x + r)),
+    approximated by power iteration:  d <- grad_r KL(p(.|x) || p(.|x + xi d)),  r_vadv = eps d / ||d||.
+
+The clean prediction p(.|x) is a constant in the KL (stop-gradient), and the
+forward passes on x + xi d and x + r_vadv do not update batch-norm moving
+statistics (official code: update_batch_stats=False); so does the clean
+forward pass on the unlabeled batch, as in the official code.
+
+Hyper-parameters (official vat_tf): xi = 1e-6, one power iteration,
+eps 8.0 (CIFAR-10 ZCA, augmented), 3.5 (SVHN, augmented); the Two Circles
+protocol of Ma et al. (WISE 2019) uses eps 0.1 and 1.0.
+"""
+import dataclasses
+from typing import ClassVar
+
+import tensorflow as tf
+
+from tf_advssl import losses, perturbations
+from tf_advssl.layers import frozen_batch_stats
+from tf_advssl.methods.base import SSLModel, param, require_nonnegative
+
+
+@dataclasses.dataclass
+class VATParams:
+    vat_eps: float = param(1.0, "L2 radius eps of the virtual adversarial perturbation (model space).")
+    vat_xi: float = param(1e-6, "Finite-difference radius xi of the power iteration.")
+    vat_power_iterations: int = param(1, "Number of power iterations.")
+    vat_weight: float = param(1.0, "Weight of the VAT term.")
+    entmin: bool = param(False, "Add the conditional-entropy term on unlabeled data (VAT+EntMin).")
+
+    DATASET_DEFAULTS: ClassVar[dict] = {
+        "mnist": {"vat_eps": 2.0}, "fashion_mnist": {"vat_eps": 2.0},
+        "svhn_cropped": {"vat_eps": 3.5}, "cifar10": {"vat_eps": 8.0}, "cifar100": {"vat_eps": 8.0},
+    }
+
+    def validate(self):
+        require_nonnegative(self, "vat_eps", "vat_xi", "vat_power_iterations", "vat_weight")
+
+
+def vat_loss(logits_fn, x, logits_clean, params, seed):
+    """Mean KL(p(.|x) || p(.|x + r_vadv)); the clean logits are held fixed."""
+    r_adv = perturbations.vat_perturbation(
+        logits_fn, x, logits_clean, xi=params.vat_xi, eps=params.vat_eps,
+        num_power_iterations=params.vat_power_iterations, seed=seed)
+    with frozen_batch_stats():
+        logits_adv = logits_fn(tf.cast(x, tf.float32) + r_adv)
+    return tf.reduce_mean(losses.kl_divergence(tf.stop_gradient(logits_clean), logits_adv))
+
+
+class VAT(SSLModel):
+    Params = VATParams
+    loss_names = ("loss_nll", "loss_vat", "loss_entmin")
+
+    def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
+        logits_labeled = self.logits(x_labeled)
+        with frozen_batch_stats():
+            logits_unlabeled = self.logits(x_unlabeled)
+        terms = {
+            "loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
+            "loss_vat": vat_loss(self.logits, x_unlabeled, logits_unlabeled, self.params, self.seed_generator),
+        }
+        terms["loss_entmin"] = tf.reduce_mean(losses.entropy(logits_unlabeled))
+        return terms
+
+    def loss_weights(self):
+        return {"loss_nll": 1.0, "loss_vat": self.params.vat_weight,
+                "loss_entmin": 1.0 if self.params.entmin else 0.0}

@@ -1,0 +1,139 @@
+"""Adversarial perturbations as plain functions, shared by training and attacks.
+
+All functions take ``x`` in model space and a callable; they compute in
+float32 whatever the network's precision, and return tensors shaped like ``x``.
+
+* ``vat_perturbation``: Miyato et al. (TPAMI 2018), one or more power
+  iterations  d <- grad_d KL(p(.|x) || p(.|x + xi d)),  r_vadv = eps d/||d||_2.
+* ``fgsm`` (L-inf, Goodfellow et al. 2015): x + eps sign(grad_x L).
+* ``fgm`` (L2, Miyato et al. 2017): x + eps grad_x L / ||grad_x L||_2.
+* ``pgd``: iterated steps of either, projected onto the eps-ball (Madry et al. 2018).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from tf_advssl import losses
+from tf_advssl.layers import frozen_batch_stats
+
+NORMS = ("linf", "l2")
+
+
+def _feature_axes(x):
+    return list(range(1, len(x.shape)))
+
+
+def l2_normalize(d):
+    """Per-example unit L2 vector, scaled first by the max-abs entry for stability
+    (as the official VAT code).  Zero rows stay (numerically) zero."""
+    d = tf.cast(d, tf.float32)
+    axes = _feature_axes(d)
+    d = d / (1e-12 + tf.reduce_max(tf.abs(d), axis=axes, keepdims=True))
+    return d / tf.sqrt(1e-6 + tf.reduce_sum(tf.square(d), axis=axes, keepdims=True))
+
+
+def unit_direction(gradient, norm: str):
+    """The steepest-ascent direction of unit ``norm`` for a given gradient."""
+    if norm == "linf":
+        return tf.sign(tf.cast(gradient, tf.float32))
+    if norm == "l2":
+        return l2_normalize(gradient)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def input_gradient(loss_fn: Callable, x):
+    """grad_x of the scalar ``loss_fn(x)``, in float32; BN statistics are not updated."""
+    x = tf.cast(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        with frozen_batch_stats():
+            loss = tf.cast(loss_fn(x), tf.float32)
+    return tf.stop_gradient(tape.gradient(loss, x))
+
+
+def vat_perturbation(logits_fn: Callable, x, logits_clean, *, xi: float, eps,
+                     num_power_iterations: int = 1, seed=None, initial_direction=None):
+    """Virtual adversarial perturbation r_vadv, shape of ``x``.
+
+    Args:
+      logits_fn: x -> logits (the classifier in training mode).
+      x: inputs (batch, ...), model space.
+      logits_clean: logits on ``x``; treated as a constant target.
+      xi: finite-difference radius of the power iteration (official default 1e-6).
+      eps: L2 radius of the perturbation (scalar or per-example (batch, 1, ...)).
+      num_power_iterations: power iterations (1 in the paper).
+      seed: seed for the random start (a keras SeedGenerator or int).
+      initial_direction: optional start direction instead of a random one.
+    """
+    x = tf.cast(x, tf.float32)
+    logits_clean = tf.stop_gradient(tf.cast(logits_clean, tf.float32))
+    if initial_direction is None:
+        import keras  # local: keeps this module importable without Keras side effects
+        d = keras.random.normal(tf.shape(x), seed=seed)
+    else:
+        d = tf.cast(initial_direction, tf.float32)
+    for _ in range(num_power_iterations):
+        d = xi * l2_normalize(d)
+        d = input_gradient(
+            lambda d_: tf.reduce_sum(losses.kl_divergence(logits_clean, logits_fn(x + d_))), d)
+        # Each example's gradient is H_n xi d_n: one power-iteration step per example.
+    return tf.stop_gradient(eps * l2_normalize(d))
+
+
+def gradient_step(loss_fn: Callable, x, eps, norm: str):
+    """One signed/normalised gradient step of size ``eps``: FGSM (linf) or FGM (l2)."""
+    return tf.cast(x, tf.float32) + eps * unit_direction(input_gradient(loss_fn, x), norm)
+
+
+def fgsm(loss_fn: Callable, x, eps):
+    """Fast gradient sign method (L-inf): x + eps * sign(grad_x loss_fn(x))."""
+    return gradient_step(loss_fn, x, eps, "linf")
+
+
+def fgm(loss_fn: Callable, x, eps):
+    """Fast gradient method (L2): x + eps * grad / ||grad||_2."""
+    return gradient_step(loss_fn, x, eps, "l2")
+
+
+def project(delta, eps, norm: str):
+    """Project perturbations onto the ``norm`` ball of radius eps."""
+    if norm == "linf":
+        return tf.clip_by_value(delta, -eps, eps)
+    axes = _feature_axes(delta)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=axes, keepdims=True) + 1e-12)
+    return delta * tf.minimum(1.0, eps / norms)
+
+
+def pgd(loss_fn: Callable, x, eps, *, norm: str, step_size, num_steps: int,
+        random_start: bool = True, seed=None, clip_min=None, clip_max=None):
+    """Projected gradient ascent on ``loss_fn`` within the ``norm`` ball of radius eps.
+
+    ``clip_min``/``clip_max`` (in the same space as x) keep x + delta valid.
+    For a targeted attack pass a ``loss_fn`` that is minus the target's loss.
+    """
+    import keras
+
+    x = tf.cast(x, tf.float32)
+    if random_start:
+        if norm == "linf":
+            delta = keras.random.uniform(tf.shape(x), -1.0, 1.0, seed=seed) * eps
+        else:
+            direction = l2_normalize(keras.random.normal(tf.shape(x), seed=seed))
+            radius = keras.random.uniform(tf.concat([tf.shape(x)[:1], tf.ones_like(tf.shape(x)[1:])], 0),
+                                          0.0, 1.0, seed=seed)
+            delta = direction * radius * eps
+    else:
+        delta = tf.zeros_like(x)
+    for _ in range(num_steps):
+        x_adv = _clip(x + delta, clip_min, clip_max)
+        x_next = gradient_step(loss_fn, x_adv, step_size, norm)
+        delta = project(x_next - x, eps, norm)
+    return tf.stop_gradient(_clip(x + delta, clip_min, clip_max))
+
+
+def _clip(x, clip_min, clip_max):
+    if clip_min is None and clip_max is None:
+        return x
+    return tf.clip_by_value(x, clip_min, clip_max)

@@ -1,0 +1,318 @@
+"""The training run: config in, run directory out.
+
+``run(config)`` validates the config, prepares the run directory (refusing a
+directory that holds a run with another config unless ``overwrite``), loads
+the data, builds the method, and trains with a Keras progress bar, TensorBoard
+logs and periodic checkpoints.  Running the same config again resumes from
+the last checkpoint: model, optimizer, random-generator states and the data
+position are restored, so an interrupted run ends where an uninterrupted one
+would.  A NaN or Inf in any loss term stops training with
+:class:`TrainingDivergedError` naming the term and step; the last good
+checkpoint stays on disk.  At the end the run directory holds ``config.json``,
+``metrics.json``, ``export/<version>/`` (SavedModel) and, for 2-D data,
+``decision_boundary.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_advssl import config as config_lib
+from tf_advssl import data as data_lib
+from tf_advssl import methods
+from tf_advssl.config import Config, ConfigError
+from tf_advssl.networks import build_network
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("vat_linear", "constant", "cosine")
+PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+CHECKPOINT_DIR = "checkpoints"
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss term became NaN or Inf."""
+
+
+class VATLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant ``base`` until ``decay_start * total_steps``, then linearly to 0 (VAT)."""
+
+    def __init__(self, base, total_steps, decay_start):
+        self.base, self.total_steps, self.decay_start = float(base), int(total_steps), float(decay_start)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        start = self.decay_start * self.total_steps
+        fraction = (self.total_steps - step) / max(1.0, self.total_steps - start)
+        return self.base * tf.clip_by_value(fraction, 0.0, 1.0)
+
+    def get_config(self):
+        return dict(base=self.base, total_steps=self.total_steps, decay_start=self.decay_start)
+
+
+def validate(config: Config) -> Config:
+    """All cheap checks of user input; returns the resolved config. Raises ConfigError."""
+    methods.get_method(config.method)
+    data_lib.validate(config)
+    config = config_lib.resolve(config)
+    if config.train_steps <= 0:
+        raise ConfigError(f"--train_steps must be > 0, got {config.train_steps}")
+    for name in ("batch_size", "unlabeled_batch_size", "eval_batch_size"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name} must be > 0, got {getattr(config, name)}")
+    checks = (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+              ("mixed_precision", PRECISION_POLICIES), ("strategy", STRATEGIES))
+    for name, allowed in checks:
+        if getattr(config, name) not in allowed:
+            raise ConfigError(f"--{name}={getattr(config, name)!r} is not one of {', '.join(allowed)}")
+    if config.learning_rate <= 0:
+        raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
+    if not 0.0 <= config.lr_decay_start <= 1.0:
+        raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
+    params = methods.make_params(config.method, config.dataset, config.method_params)
+    return config.replace(method_params=dataclasses.asdict(params))
+
+
+def make_strategy(name: str):
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_optimizer(config: Config):
+    if config.lr_schedule == "vat_linear":
+        learning_rate = VATLinearDecay(config.learning_rate, config.train_steps, config.lr_decay_start)
+    elif config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.train_steps)
+    else:
+        learning_rate = config.learning_rate
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate, beta_1=config.momentum,
+                                     weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, beta_1=config.momentum,
+                                      weight_decay=config.weight_decay)
+    return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay or None)
+
+
+def build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: int):
+    """The method's SSLModel with its classifier, compiled, optimizer built."""
+    method_cls = methods.get_method(config.method)
+    params = method_cls.Params(**config.method_params)
+    classifier = build_network(config.network, spec.input_shape, spec.num_classes,
+                               mlp_widths=tuple(config.mlp_widths), mlp_batch_norm=config.mlp_batch_norm,
+                               dropout=config.dropout,
+                               seed=config.seed)
+    augmentation = data_lib.make_augmentation(spec, config.augment_translate, config.augment_flip,
+                                              seed=config.seed + 1)
+    model = method_cls(classifier, params, num_classes=spec.num_classes, total_steps=config.train_steps,
+                       augmentation=augmentation, num_train_examples=num_train_examples,
+                       input_shape=spec.input_shape, eval_ema=config.eval_ema,
+                       ema_decay=config.ema_decay, seed=config.seed + 2)
+    model.compile(optimizer=build_optimizer(config), jit_compile=config.jit_compile)
+    model.optimizer.build(model.trainable_for_loss())
+    return model
+
+
+def checkpoint_for(model) -> tf.train.Checkpoint:
+    """Checkpoint of every model, optimizer and random-state variable (by position)."""
+    optimizers = [model.optimizer] + list(getattr(model, "extra_optimizers", lambda: [])())
+    optimizer_variables = [v for opt in optimizers for v in opt.variables]
+    return tf.train.Checkpoint(model_variables=list(model.variables),
+                               optimizer_variables=optimizer_variables)
+
+
+# ----- run directory --------------------------------------------------------------
+
+def prepare_workdir(config: Config) -> bool:
+    """Create or check ``config.workdir``. Returns True if a previous run of the same
+    config is there to resume.  Raises ConfigError for a different run unless overwrite."""
+    path = os.path.join(config.workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        current = json.loads(config.to_json())
+        ignored = {"overwrite", "verbose"}
+        differences = sorted(k for k in set(previous) | set(current)
+                             if k not in ignored and previous.get(k) != current.get(k))
+        if differences and not config.overwrite:
+            raise ConfigError(
+                f"--workdir={config.workdir} holds a run with a different config "
+                f"(differs in: {', '.join(differences)}); pass --overwrite to replace it "
+                f"(earlier exports are kept) or choose another --workdir")
+        if differences or config.overwrite:
+            for name in os.listdir(config.workdir):
+                if name != "export":
+                    target = os.path.join(config.workdir, name)
+                    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+        else:
+            return True
+    os.makedirs(config.workdir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(config.to_json())
+    return False
+
+
+def load_run(workdir: str):
+    """(config, spec, num_train_examples, preprocessor) of an existing run directory."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = Config.from_json(f.read())
+    with open(os.path.join(workdir, "data_spec.json")) as f:
+        info = json.load(f)
+    spec = data_lib.DataSpec.from_dict(info["spec"])
+    preprocessor = data_lib.Preprocessor.load(os.path.join(workdir, "preprocessor.npz"))
+    return config, spec, info["num_train_examples"], preprocessor
+
+
+def restore_model(workdir: str):
+    """Rebuild a run's model and restore its latest checkpoint. Returns (model, config, spec, preprocessor)."""
+    config, spec, num_train, preprocessor = load_run(workdir)
+    model = build_model(config, spec, num_train)
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+    if latest is None:
+        raise ConfigError(f"--workdir={workdir} has no checkpoint to restore")
+    checkpoint_for(model).restore(latest).assert_consumed()
+    return model, config, spec, preprocessor
+
+
+# ----- training -------------------------------------------------------------------
+
+def _set_determinism(seed: int):
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _check_finite(logs: dict, step: int):
+    for name, value in logs.items():
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"loss term '{name}' is {value} at step {step}; training stopped. "
+                f"The last good checkpoint is kept in the run directory.")
+
+
+def evaluate(model, data, split: str, batch_size: int) -> float:
+    """Error rate in percent on ``split`` ("test" or "val")."""
+    result = model.evaluate(data_lib.eval_dataset(data, split, batch_size), verbose=0, return_dict=True)
+    return float(result["error"])
+
+
+def run(config: Config, stop_after: int | None = None) -> dict:
+    """Train (or resume) the run described by ``config``; returns the metrics dict.
+
+    ``stop_after``: stop (with a checkpoint) after this many steps of this
+    invocation — used to simulate an interruption.
+    """
+    start_time = time.time()
+    config = validate(config)
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    _set_determinism(config.seed)
+    resuming = prepare_workdir(config)
+    metrics_path = os.path.join(config.workdir, "metrics.json")
+    if resuming and os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            print(f"Run in {config.workdir} is complete; nothing to do.")
+            return json.load(f)
+
+    data = data_lib.load(config)
+    data.preprocessor.save(os.path.join(config.workdir, "preprocessor.npz"))
+    with open(os.path.join(config.workdir, "data_spec.json"), "w") as f:
+        json.dump({"spec": data.spec.to_dict(), "num_train_examples": int(len(data.x_train))}, f, indent=2)
+
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config, data.spec, len(data.x_train))
+    checkpoint = checkpoint_for(model)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
+                                         max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    start_step = int(model.optimizer.iterations.numpy())
+    if start_step:
+        print(f"Resuming {config.workdir} from step {start_step}.")
+
+    dataset = data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size,
+                                     seed=config.seed, start_step=start_step)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset)
+                    if config.strategy != "default" else dataset)
+    model.make_train_function()
+    writer = tf.summary.create_file_writer(os.path.join(config.workdir, "tensorboard"))
+    progbar = keras.utils.Progbar(config.train_steps, verbose=config.verbose,
+                                  stateful_metrics=list(model.loss_names) + ["loss", "test_error"])
+    last_logs: dict = {}
+    history_path = os.path.join(config.workdir, "eval_history.json")
+    history = []
+    if start_step and os.path.exists(history_path):
+        with open(history_path) as f:
+            history = [h for h in json.load(f) if h["step"] <= start_step]
+    train_time, timed_steps = 0.0, 0
+    step = start_step
+    end_step = config.train_steps if stop_after is None else min(config.train_steps, start_step + stop_after)
+    while step < end_step:
+        tick = time.perf_counter()
+        logs = {k: float(v) for k, v in model.train_function(iterator).items()}
+        if step > start_step:  # the first call traces and compiles
+            train_time += time.perf_counter() - tick
+            timed_steps += 1
+        step += 1
+        _check_finite(logs, step)
+        last_logs = logs
+        values = list(logs.items())
+        if step % config.log_every == 0 or step == end_step:
+            with writer.as_default(step=step):
+                for name, value in logs.items():
+                    tf.summary.scalar(f"train/{name}", value)
+                tf.summary.scalar("train/learning_rate", float(model.optimizer.learning_rate))
+        if step % config.eval_every == 0 and step < config.train_steps:
+            test_error = evaluate(model, data, "test", config.eval_batch_size)
+            values.append(("test_error", test_error))
+            history.append({"step": step, "test_error": test_error})
+            with writer.as_default(step=step):
+                tf.summary.scalar("eval/test_error", test_error)
+        progbar.update(step, values=values)
+        if step % config.checkpoint_every == 0 or step == end_step:
+            manager.save(checkpoint_number=step)
+            with open(history_path, "w") as f:
+                json.dump(history, f)
+    writer.flush()
+    if step < config.train_steps:
+        return {"train_steps": step, "interrupted": True, "loss_terms": last_logs}
+
+    metrics = {
+        "method": config.method, "dataset": config.dataset, "num_labeled": config.num_labeled,
+        "seed": config.seed, "train_steps": step,
+        "test_error": evaluate(model, data, "test", config.eval_batch_size),
+        "steps_per_second": (timed_steps / train_time) if train_time > 0 else None,
+        "loss_terms": {k: v for k, v in last_logs.items()},
+        "history": history,
+    }
+    if data.x_val is not None and len(data.x_val):
+        metrics["val_error"] = evaluate(model, data, "val", config.eval_batch_size)
+    with writer.as_default(step=step):
+        tf.summary.scalar("eval/test_error", metrics["test_error"])
+    writer.flush()
+    print(f"test error {metrics['test_error']:.2f} % after {step} steps")
+
+    if data.spec.input_shape == (2,):
+        from tf_advssl import plotting
+        plotting.decision_boundary_figure(
+            [(f"{config.method} (test error {metrics['test_error']:.2f} %)", model, data)],
+            os.path.join(config.workdir, "decision_boundary.png"))
+    if config.export:
+        from tf_advssl import export
+        metrics["export_path"] = export.export_run_model(model, data.spec, data.preprocessor,
+                                                         os.path.join(config.workdir, "export"))
+    metrics["wall_time_s"] = time.time() - start_time
+    with open(metrics_path, "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics

@@ -122,6 +122,7 @@ def build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: int
                        ema_decay=config.ema_decay, seed=config.seed + 2)
     model.compile(optimizer=build_optimizer(config), jit_compile=config.jit_compile)
     model.optimizer.build(model.trainable_for_loss())
+    model.build_extra()
     return model
 
 
@@ -135,33 +136,37 @@ def checkpoint_for(model) -> tf.train.Checkpoint:
 
 # ----- run directory --------------------------------------------------------------
 
-def prepare_workdir(config: Config) -> bool:
-    """Create or check ``config.workdir``. Returns True if a previous run of the same
-    config is there to resume.  Raises ConfigError for a different run unless overwrite."""
+def check_workdir(config: Config) -> str:
+    """What ``config.workdir`` holds for this config: "new", "resume" (same config)
+    or "replace" (another config, with ``overwrite``). Raises ConfigError for
+    another config without ``overwrite``. Changes nothing on disk."""
     path = os.path.join(config.workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-        current = json.loads(config.to_json())
-        ignored = {"overwrite", "verbose"}
-        differences = sorted(k for k in set(previous) | set(current)
-                             if k not in ignored and previous.get(k) != current.get(k))
-        if differences and not config.overwrite:
-            raise ConfigError(
-                f"--workdir={config.workdir} holds a run with a different config "
-                f"(differs in: {', '.join(differences)}); pass --overwrite to replace it "
-                f"(earlier exports are kept) or choose another --workdir")
-        if differences or config.overwrite:
-            for name in os.listdir(config.workdir):
-                if name != "export":
-                    target = os.path.join(config.workdir, name)
-                    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
-        else:
-            return True
+    if not os.path.exists(path):
+        return "new"
+    with open(path) as f:
+        previous = json.load(f)
+    current = json.loads(config.to_json())
+    ignored = {"overwrite", "verbose"}
+    differences = sorted(k for k in set(previous) | set(current)
+                         if k not in ignored and previous.get(k) != current.get(k))
+    if differences and not config.overwrite:
+        raise ConfigError(
+            f"--workdir={config.workdir} holds a run with a different config "
+            f"(differs in: {', '.join(differences)}); pass --overwrite to replace it "
+            f"(earlier exports are kept) or choose another --workdir")
+    return "replace" if (differences or config.overwrite) else "resume"
+
+
+def prepare_workdir(config: Config, state: str) -> None:
+    """Create the run directory (clearing all but ``export/`` when replacing) and write config.json."""
+    if state == "replace":
+        for name in os.listdir(config.workdir):
+            if name != "export":
+                target = os.path.join(config.workdir, name)
+                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
     os.makedirs(config.workdir, exist_ok=True)
-    with open(path, "w") as f:
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
         f.write(config.to_json())
-    return False
 
 
 def load_run(workdir: str):
@@ -210,21 +215,22 @@ def evaluate(model, data, split: str, batch_size: int) -> float:
 def run(config: Config, stop_after: int | None = None) -> dict:
     """Train (or resume) the run described by ``config``; returns the metrics dict.
 
-    ``stop_after``: stop (with a checkpoint) after this many steps of this
-    invocation — used to simulate an interruption.
+    ``stop_after``: stop after this many steps of this invocation without a
+    final checkpoint, as a killed process would — used to test resumption.
     """
     start_time = time.time()
     config = validate(config)
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     _set_determinism(config.seed)
-    resuming = prepare_workdir(config)
+    state = check_workdir(config)
     metrics_path = os.path.join(config.workdir, "metrics.json")
-    if resuming and os.path.exists(metrics_path):
+    if state == "resume" and os.path.exists(metrics_path):
         with open(metrics_path) as f:
             print(f"Run in {config.workdir} is complete; nothing to do.")
             return json.load(f)
 
-    data = data_lib.load(config)
+    data = data_lib.load(config)  # may still reject the input: before anything is written
+    prepare_workdir(config, state)
     data.preprocessor.save(os.path.join(config.workdir, "preprocessor.npz"))
     with open(os.path.join(config.workdir, "data_spec.json"), "w") as f:
         json.dump({"spec": data.spec.to_dict(), "num_train_examples": int(len(data.x_train))}, f, indent=2)
@@ -280,7 +286,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
             with writer.as_default(step=step):
                 tf.summary.scalar("eval/test_error", test_error)
         progbar.update(step, values=values)
-        if step % config.checkpoint_every == 0 or step == end_step:
+        if step % config.checkpoint_every == 0 or step == config.train_steps:
             manager.save(checkpoint_number=step)
             with open(history_path, "w") as f:
                 json.dump(history, f)
@@ -308,6 +314,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         plotting.decision_boundary_figure(
             [(f"{config.method} (test error {metrics['test_error']:.2f} %)", model, data)],
             os.path.join(config.workdir, "decision_boundary.png"))
+    model.write_artifacts(config.workdir, data)
     if config.export:
         from tf_advssl import export
         metrics["export_path"] = export.export_run_model(model, data.spec, data.preprocessor,

@@ -1,0 +1,127 @@
+"""The training run: resumption, determinism, export, NaN handling, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_advssl import data as data_lib
+from tf_advssl import export, training
+from tf_advssl.config import Config, ConfigError
+
+
+def tiny_config(workdir, **changes):
+    values = dict(workdir=str(workdir), train_steps=24, checkpoint_every=8, eval_every=12, log_every=4,
+                  verbose=0, num_train_synthetic=200, num_test_synthetic=100, unlabeled_batch_size=32,
+                  mlp_widths=(16, 8), export=False)
+    values.update(changes)
+    return Config(**values)
+
+
+def final_weights(workdir):
+    model = training.restore_model(str(workdir))[0]
+    return [v.numpy() for v in model.variables]
+
+
+def comparable(metrics):
+    return {k: v for k, v in metrics.items() if k not in ("wall_time_s", "steps_per_second", "export_path")}
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    config = tiny_config(tmp_path / "a", mlp_batch_norm=True)
+    uninterrupted = training.run(config)
+    interrupted = training.run(config.replace(workdir=str(tmp_path / "b")), stop_after=13)
+    assert interrupted["interrupted"] and interrupted["train_steps"] == 13
+    assert tf.train.latest_checkpoint(str(tmp_path / "b" / "checkpoints")).endswith("-8")
+    resumed = training.run(config.replace(workdir=str(tmp_path / "b")))
+    assert comparable(resumed) == comparable(uninterrupted)
+    for a, b in zip(final_weights(tmp_path / "a"), final_weights(tmp_path / "b")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    first = training.run(tiny_config(tmp_path / "a"))
+    second = training.run(tiny_config(tmp_path / "b"))
+    other = training.run(tiny_config(tmp_path / "c", seed=1))
+    assert comparable(first) == comparable(second)
+    assert first["loss_terms"] != other["loss_terms"]
+
+
+def test_metrics_file_contents(tmp_path):
+    training.run(tiny_config(tmp_path, method="at"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("test_error", "train_steps", "wall_time_s", "steps_per_second"):
+        assert key in metrics
+    assert set(metrics["loss_terms"]) == {"loss_nll", "loss_adv", "loss"}
+    assert 0.0 <= metrics["test_error"] <= 100.0 and metrics["train_steps"] == 24
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["method_params"]["at_norm"] == "linf" and config["network"] == "mlp"
+    assert any(name.startswith("events") for name in os.listdir(tmp_path / "tensorboard"))
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    config = tiny_config(tmp_path)
+    first = training.run(config)
+    mtime = os.path.getmtime(tmp_path / "metrics.json")
+    assert training.run(config) == first
+    assert os.path.getmtime(tmp_path / "metrics.json") == mtime
+
+
+def test_different_config_in_workdir_is_refused_unless_overwrite(tmp_path):
+    training.run(tiny_config(tmp_path, export=True))
+    with pytest.raises(ConfigError, match="different config.*train_steps.*--overwrite"):
+        training.run(tiny_config(tmp_path, train_steps=30))
+    metrics = training.run(tiny_config(tmp_path, train_steps=30, overwrite=True, export=True))
+    assert metrics["train_steps"] == 30
+    assert sorted(os.listdir(tmp_path / "export")) == ["1", "2"]  # earlier export kept
+
+
+def test_export_reloads_to_same_outputs_and_versions(tmp_path):
+    metrics = training.run(tiny_config(tmp_path, export=True))
+    assert metrics["export_path"] == str(tmp_path / "export" / "1")
+    model, config, spec, preprocessor = training.restore_model(str(tmp_path))
+    data = data_lib.load(training.validate(config))
+    raw = data.x_test[:50]
+    expected = tf.nn.softmax(model.classifier(preprocessor(raw), training=False)).numpy()
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"](inputs=tf.constant(raw))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-6)
+    np.testing.assert_array_equal(served["classes"].numpy(), expected.argmax(axis=1))
+    assert export.next_version(str(tmp_path / "export")) == 2
+    with pytest.raises(FileExistsError, match="already exists"):
+        export.export_run_model(model, spec, preprocessor, str(tmp_path / "export"), version=1)
+    assert export.export_run_model(model, spec, preprocessor, str(tmp_path / "export")).endswith("2")
+
+
+def test_nan_stops_training_naming_term_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    from tf_advssl.methods.vat import VAT
+
+    original = VAT.compute_losses
+
+    def poisoned(self, *args):
+        terms = original(self, *args)
+        terms["loss_vat"] = tf.where(self.step >= 10, np.float32(np.nan), terms["loss_vat"])
+        return terms
+
+    monkeypatch.setattr(VAT, "compute_losses", poisoned)
+    with pytest.raises(training.TrainingDivergedError, match="'loss_vat' is nan at step 11"):
+        training.run(tiny_config(tmp_path))
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-8")
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(dataset="imagenet_nonexistent"), "--dataset"),
+    (dict(num_labeled=5000), "--num_labeled"),
+    (dict(num_labeled=9), "--num_labeled.*multiple|--num_labeled.*2 classes|--num_labeled"),
+    (dict(method_params={"vat_eps": -1.0}), "--vat_eps must be >= 0"),
+    (dict(optimizer="rmsprop"), "--optimizer.*adam, adamw, sgd"),
+    (dict(train_steps=0), "--train_steps"),
+    (dict(dataset="mnist", data_dir="EMPTY"), "--tfds_manual_dir"),
+])
+def test_bad_input_fails_before_any_work(tmp_path, changes, message):
+    if changes.get("data_dir") == "EMPTY":
+        changes = dict(changes, data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(ConfigError, match=message):
+        training.run(tiny_config(tmp_path / "run", **changes))
+    assert not (tmp_path / "run").exists()

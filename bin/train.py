@@ -12,7 +12,7 @@ written to WORKDIR/config.json.
 import dataclasses
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tf_advssl import methods
 from tf_advssl.config import Config, ConfigError
@@ -106,6 +106,8 @@ def config_from_flags(flag_values) -> Config:
 
 def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # keep the progress bar readable
     from tf_advssl import training  # heavy imports after flag parsing (fast --help)
 
     try:

@@ -135,8 +135,13 @@ def build_mlp(input_shape, num_classes, *, mlp_widths=(1200, 600, 300, 150, 150)
     inputs = keras.Input(shape=tuple(input_shape), name=b.name("inputs"))
     h = keras.layers.Flatten(name=b.name("flatten"))(inputs)
     for i, width in enumerate(widths):
+        # Without batch norm the first layer's biases start uniform in [-1, 1]: with zero
+        # biases every ReLU kink of a low-dimensional input passes through the origin,
+        # and the network can only draw rays there (Two Circles needs a circle).
+        bias_init = (keras.initializers.RandomUniform(-1.0, 1.0, seed=b.seed()) if i == 0 and not batch_norm
+                     else "zeros")
         h = keras.layers.Dense(width, use_bias=not batch_norm, kernel_initializer=b.he_normal(),
-                               name=b.name(f"dense{i}"))(h)
+                               bias_initializer=bias_init, name=b.name(f"dense{i}"))(h)
         if batch_norm:
             h = BatchNormalization(momentum=VAT_BN_MOMENTUM, name=b.name(f"bn{i}"))(h)
         h = keras.layers.ReLU(name=b.name(f"relu{i}"))(h)

@@ -59,11 +59,13 @@ class VAT(SSLModel):
         logits_labeled = self.logits(x_labeled)
         with frozen_batch_stats():
             logits_unlabeled = self.logits(x_unlabeled)
+        if not self.params.entmin:  # the clean prediction is only a target: no backward pass through it
+            logits_unlabeled = tf.stop_gradient(logits_unlabeled)
         terms = {
             "loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
             "loss_vat": vat_loss(self.logits, x_unlabeled, logits_unlabeled, self.params, self.seed_generator),
         }
-        terms["loss_entmin"] = tf.reduce_mean(losses.entropy(logits_unlabeled))
+        terms["loss_entmin"] = tf.reduce_mean(losses.entropy(logits_unlabeled))  # logged even when off
         return terms
 
     def loss_weights(self):

@@ -8,9 +8,14 @@ float32 whatever the network's precision, and return tensors shaped like ``x``.
 * ``fgsm`` (L-inf, Goodfellow et al. 2015): x + eps sign(grad_x L).
 * ``fgm`` (L2, Miyato et al. 2017): x + eps grad_x L / ||grad_x L||_2.
 * ``pgd``: iterated steps of either, projected onto the eps-ball (Madry et al. 2018).
+* ``hard_concrete_mask``: multiplicative masks z in [0, 1] of xAT / xVAT
+  (Hard Concrete, Louizos et al. 2018), with ``hard_concrete_nonzero_probability``
+  for their expected L0 norm.
+* ``sample_beta`` / ``mixup``: the interpolations of ICT and AdvMixup.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -137,3 +142,56 @@ def _clip(x, clip_min, clip_max):
     if clip_min is None and clip_max is None:
         return x
     return tf.clip_by_value(x, clip_min, clip_max)
+
+
+# ----- multiplicative (Hard Concrete) masks: xAT / xVAT ----------------------------
+
+def hard_concrete_mask(log_alpha, *, beta: float, gamma: float, zeta: float, seed=None, uniform=None):
+    """A Hard Concrete sample z in [0, 1], shape of ``log_alpha`` (Louizos et al., ICLR 2018).
+
+        s = sigmoid((log u - log(1 - u) + log_alpha) / beta),  u ~ U(0, 1)
+        z = min(1, max(0, s (zeta - gamma) + gamma))
+
+    With gamma < 0 < 1 < zeta, z is exactly 0 with probability
+    sigmoid(beta log(-gamma/zeta) - log_alpha) and exactly 1 with probability
+    sigmoid(log_alpha - beta log((1 - gamma)/(zeta - 1))); in between it is
+    differentiable in log_alpha (reparameterisation through u).
+
+    Args:
+      log_alpha: location parameters, any shape, float.
+      beta, gamma, zeta: temperature and stretch interval (2/3, -0.1, 1.1 in the paper).
+      seed: keras SeedGenerator or int for u; ignored when ``uniform`` is given.
+      uniform: optional u of the shape of ``log_alpha`` (tests).
+    """
+    import keras
+
+    log_alpha = tf.cast(log_alpha, tf.float32)
+    if uniform is None:
+        uniform = keras.random.uniform(tf.shape(log_alpha), seed=seed)
+    uniform = tf.clip_by_value(tf.cast(uniform, tf.float32), 1e-7, 1.0 - 1e-7)
+    logistic = tf.math.log(uniform) - tf.math.log1p(-uniform)
+    stretched = tf.sigmoid((logistic + log_alpha) / beta) * (zeta - gamma) + gamma
+    return tf.clip_by_value(stretched, 0.0, 1.0)
+
+
+def hard_concrete_nonzero_probability(log_alpha, *, beta: float, gamma: float, zeta: float):
+    """P(z != 0) = sigmoid(log_alpha - beta log(-gamma/zeta)), elementwise: the
+    expected L0 norm of a Hard Concrete mask is the sum of this over entries."""
+    return tf.sigmoid(tf.cast(log_alpha, tf.float32) - beta * math.log(-gamma / zeta))
+
+
+# ----- mixup: AdvMixup / ICT ------------------------------------------------------
+
+def sample_beta(alpha: float, seed=None, shape=()):
+    """lambda ~ Beta(alpha, alpha) as the ratio g1 / (g1 + g2) of Gamma(alpha) draws."""
+    import keras
+
+    g1 = keras.random.gamma(shape, alpha, seed=seed)
+    g2 = keras.random.gamma(shape, alpha, seed=seed)
+    return tf.cast(g1 / (g1 + g2), tf.float32)
+
+
+def mixup(a, b, lam):
+    """lam * a + (1 - lam) * b, in float32 (``lam`` scalar or broadcastable)."""
+    lam = tf.cast(lam, tf.float32)
+    return lam * tf.cast(a, tf.float32) + (1.0 - lam) * tf.cast(b, tf.float32)

@@ -15,6 +15,19 @@ METHODS = {
     "supervised": "tf_advssl.methods.supervised:Supervised",
     "vat": "tf_advssl.methods.vat:VAT",
     "at": "tf_advssl.methods.at:AdversarialTraining",
+    "xat": "tf_advssl.methods.xvat:XAT",
+    "xvat": "tf_advssl.methods.xvat:XVAT",
+    "advmixup": "tf_advssl.methods.advmixup:AdvMixup",
+    "ict": "tf_advssl.methods.advmixup:ICT",
+    "advgen": "tf_advssl.methods.advgen:AdvGen",
+    "pi_model": "tf_advssl.methods.pi_model:PiModel",
+    "temporal_ensembling": "tf_advssl.methods.temporal_ensembling:TemporalEnsembling",
+    "mean_teacher": "tf_advssl.methods.mean_teacher:MeanTeacher",
+    "pseudo_label": "tf_advssl.methods.pseudo_label:PseudoLabel",
+    "mixmatch": "tf_advssl.methods.mixmatch:MixMatch",
+    "fixmatch": "tf_advssl.methods.fixmatch:FixMatch",
+    "aae": "tf_advssl.methods.aae:AAE",
+    "fm_gan": "tf_advssl.methods.fm_gan:FMGAN",
 }
 
 

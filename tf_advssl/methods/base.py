@@ -130,14 +130,27 @@ class SSLModel(keras.Model):
         """Variables the summed loss is differentiated against."""
         return self.classifier.trainable_variables
 
+    def build_extra(self):
+        """Hook run by ``training.build_model`` after ``self.optimizer`` is built and
+        before the checkpoint is created: build the variables of any extra
+        optimizers (see ``extra_optimizers``) so that checkpoints hold them."""
+
+    def write_artifacts(self, workdir: str, data):
+        """Hook run at the end of training: write method-specific files (e.g. a
+        grid of generated samples) into ``workdir``; ``data`` is the SSLData."""
+
     def after_update(self):
         """Hook run after the optimizer step (EMA teacher update by default)."""
         if self.teacher is not None:
             self.update_teacher()
 
+    def teacher_decay(self):
+        """EMA decay of the teacher after the current step: min(ema_decay, (1 + t) / (10 + t))."""
+        return tf.minimum(self.ema_decay,
+                          (1.0 + tf.cast(self.step, tf.float32)) / (10.0 + tf.cast(self.step, tf.float32)))
+
     def update_teacher(self):
-        decay = tf.minimum(self.ema_decay,
-                           (1.0 + tf.cast(self.step, tf.float32)) / (10.0 + tf.cast(self.step, tf.float32)))
+        decay = self.teacher_decay()
         for target, source in zip(self.teacher.weights, self.classifier.weights):
             if "float" not in str(target.dtype):
                 continue  # e.g. seed-generator states

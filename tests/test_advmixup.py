@@ -1,0 +1,180 @@
+"""AdvMixup / ICT on tiny linear models against hand computations."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_advssl import analysis, perturbations
+from tf_advssl.config import ConfigError
+from tf_advssl.methods import get_method, make_params
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def linear_classifier(weights, bias):
+    model = keras.Sequential([keras.Input((weights.shape[0],)), keras.layers.Dense(weights.shape[1])])
+    model.layers[0].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
+def make(method, overrides, weights, bias, teacher=None, lr=0.1):
+    params = make_params(method, "two_circles", overrides)
+    model = get_method(method)(linear_classifier(weights, bias), params, num_classes=weights.shape[1],
+                               total_steps=100, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(lr))
+    model.optimizer.build(model.trainable_for_loss())
+    if teacher is not None:
+        model.teacher.layers[0].set_weights([w.astype(np.float32) for w in teacher])
+    return model
+
+
+def batch(rng, dim=3, num_classes=3, num_unlabeled=6):
+    x_l = rng.normal(size=(4, dim)).astype(np.float32)
+    y_l = rng.randint(0, num_classes, size=4).astype(np.int64)
+    x_u = rng.normal(size=(num_unlabeled, dim)).astype(np.float32)
+    return (x_l, y_l), (x_u, np.arange(num_unlabeled, dtype=np.int64))
+
+
+def fix_draws(model, lam, permutation):
+    model.mixup_lambda = lambda: tf.constant(lam, tf.float32)
+    model.mixup_permutation = lambda batch_size: tf.constant(permutation, tf.int32)
+
+
+@pytest.mark.parametrize("pairs", ["real_adv", "real_real"])
+@pytest.mark.parametrize("divergence", ["mse", "kl"])
+def test_lambda_one_is_consistency_with_the_teacher_on_real_samples(pairs, divergence):
+    rng = np.random.RandomState(0)
+    weights, bias = rng.normal(size=(3, 3)), rng.normal(size=3)
+    teacher = rng.normal(size=(3, 3)), rng.normal(size=3)
+    data = batch(rng)
+    model = make("advmixup", {"mixup_pairs": pairs, "mixup_divergence": divergence, "vat_eps": 2.0},
+                 weights, bias, teacher)
+    fix_draws(model, 1.0, [5, 4, 3, 2, 1, 0])
+    logs = model.train_step(data)
+    x_u = data[1][0]
+    target, p = softmax(x_u @ teacher[0] + teacher[1]), softmax(x_u @ weights + bias)
+    if divergence == "mse":
+        expected = np.mean(np.sum((p - target) ** 2, axis=1))
+    else:
+        expected = np.mean(np.sum(target * (np.log(target) - np.log(p)), axis=1))
+    assert float(logs["loss_mixup"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_real_real_is_the_ict_loss_and_update_by_hand():
+    rng = np.random.RandomState(1)
+    weights, bias = rng.normal(size=(3, 3)), rng.normal(size=3)
+    teacher = rng.normal(size=(3, 3)), rng.normal(size=3)
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    model = make("ict", {"mixup_weight": 10.0, "mixup_rampup": 0.0}, weights, bias, teacher, lr=0.1)
+    permutation, lam = np.array([2, 0, 1, 5, 3, 4]), 0.3
+    fix_draws(model, lam, permutation)
+    logs = model.train_step(((x_l, y_l), (x_u, idx_u)))
+
+    # ICT (Verma et al. 2019): student(mix(u_i, u_j)) vs mix(teacher(u_i), teacher(u_j)), squared error.
+    x_mix = lam * x_u + (1 - lam) * x_u[permutation]
+    t = softmax(x_u @ teacher[0] + teacher[1])
+    y_mix = lam * t + (1 - lam) * t[permutation]
+    p_mix = softmax(x_mix @ weights + bias)
+    loss_mix = np.mean(np.sum((p_mix - y_mix) ** 2, axis=1))
+    assert float(logs["loss_mixup"]) == pytest.approx(loss_mix, rel=1e-5)
+    # Gradient: d/dlogits sum_k (p_k - y_k)^2 = 2 (diag(p) - p p^T)(p - y).
+    diff = p_mix - y_mix
+    dlogits = 2 * (p_mix * diff - p_mix * np.sum(p_mix * diff, axis=1, keepdims=True)) / len(x_u)
+    p_l = softmax(x_l @ weights + bias)
+    dnll = (p_l - np.eye(3)[y_l]) / len(x_l)
+    grad_w = x_l.T @ dnll + 10.0 * x_mix.T @ dlogits
+    grad_b = dnll.sum(axis=0) + 10.0 * dlogits.sum(axis=0)
+    new_w, new_b = model.classifier.layers[0].get_weights()
+    np.testing.assert_allclose(new_w, weights - 0.1 * grad_w, atol=1e-5)
+    np.testing.assert_allclose(new_b, bias - 0.1 * grad_b, atol=1e-5)
+
+
+def test_zero_radius_real_adv_equals_real_real():
+    rng = np.random.RandomState(2)
+    weights, bias = rng.normal(size=(3, 3)), rng.normal(size=3)
+    data = batch(rng)
+    results = []
+    for pairs in ("real_adv", "real_real"):
+        model = make("advmixup", {"mixup_pairs": pairs, "vat_eps": 0.0}, weights, bias)
+        fix_draws(model, 0.4, [1, 2, 3, 4, 5, 0])
+        model.train_step(data)
+        results.append(model.classifier.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_adversarial_end_is_the_students_vat_direction_against_the_teacher():
+    """lam = 0 leaves x_j^adv = x_j + r_j, r_j = argmax_r D[f_t(x_j), f(x_j + r)] (seed's equation)."""
+    rng = np.random.RandomState(6)
+    weights, bias = rng.normal(size=(3, 3)), rng.normal(size=3)
+    teacher = rng.normal(size=(3, 3)), rng.normal(size=3)
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    model = make("advmixup", {"mixup_divergence": "kl", "vat_eps": 1.5}, weights, bias, teacher)
+    permutation = np.array([3, 4, 5, 0, 1, 2])
+    fix_draws(model, 0.0, permutation)
+    seed_state = model.seed_generator.state.numpy().copy()
+    terms = model.compute_losses(x_l, y_l, x_u, idx_u)
+    generator = keras.random.SeedGenerator(0)
+    generator.state.assign(seed_state)
+    student, teacher_model = linear_classifier(weights, bias), linear_classifier(*teacher)
+    r_adv = perturbations.vat_perturbation(lambda v: student(v), x_u, teacher_model(x_u), xi=1e-6, eps=1.5,
+                                           seed=generator).numpy()
+    np.testing.assert_allclose(np.linalg.norm(r_adv, axis=1), 1.5, rtol=1e-4)
+    target = softmax(x_u @ teacher[0] + teacher[1])[permutation]
+    p = softmax((x_u + r_adv)[permutation] @ weights + bias)
+    expected = np.mean(np.sum(target * (np.log(target) - np.log(p)), axis=1))
+    assert float(terms["loss_mixup"]) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("pairs", ["real_adv", "adv_adv"])
+def test_the_teacher_receives_no_gradient_only_the_ema(pairs):
+    rng = np.random.RandomState(3)
+    weights, bias = rng.normal(size=(3, 3)), rng.normal(size=3)
+    teacher = rng.normal(size=(3, 3)), rng.normal(size=3)
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    model = make("advmixup", {"mixup_pairs": pairs}, weights, bias, teacher)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = model.compute_losses(x_l, y_l, x_u, idx_u)
+    for name, term in terms.items():
+        assert all(g is None for g in tape.gradient(term, model.teacher.weights)), name
+    model.train_step(((x_l, y_l), (x_u, idx_u)))
+    decay = min(0.999, 2.0 / 11.0)  # after the first update: min(ema_decay, (1 + t)/(10 + t)), t = 1
+    student = model.classifier.get_weights()
+    for old, new, s in zip(teacher, model.teacher.get_weights(), student):
+        np.testing.assert_allclose(new, decay * old + (1 - decay) * s, atol=1e-6)
+
+
+def test_mixing_coefficient_is_beta_distributed():
+    lam = perturbations.sample_beta(0.5, seed=keras.random.SeedGenerator(4), shape=(20000,)).numpy()
+    assert lam.min() >= 0.0 and lam.max() <= 1.0
+    # Beta(0.5, 0.5): mean 1/2, variance 1/8, P(lam < 0.1) = (2/pi) asin(sqrt(0.1)).
+    assert abs(lam.mean() - 0.5) < 0.01 and abs(lam.var() - 0.125) < 0.005
+    assert abs(np.mean(lam < 0.1) - 2 / np.pi * np.arcsin(np.sqrt(0.1))) < 0.01
+    rng = np.random.RandomState(4)
+    model = make("advmixup", {"mixup_alpha": 0.5}, rng.normal(size=(3, 3)), rng.normal(size=3))
+    assert float(model.mixup_lambda()) != float(model.mixup_lambda())  # a fresh draw per step
+
+
+def test_interpolation_paths_meet_at_the_real_end():
+    rng = np.random.RandomState(5)
+    weights, bias = rng.normal(size=(3, 3)), rng.normal(size=3)
+    model = linear_classifier(weights, bias)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.randint(0, 3, size=40)
+    result = analysis.interpolation_path_errors(lambda v: model(v), x, y, eps=1.0, lambdas=(0.0, 0.5, 1.0))
+    error = 100.0 * np.mean(np.argmax(x @ weights + bias, axis=1) != y)
+    assert result["real_real"][-1] == pytest.approx(error) == result["real_adversarial"][-1]
+    assert result["real_real"][0] == pytest.approx(error)  # x_j runs over a permutation of x
+    assert result["real_adversarial"][0] >= result["real_real"][0]
+
+
+def test_ict_is_real_real_only():
+    assert make_params("ict", "mnist", {}).mixup_pairs == "real_real"
+    assert make_params("advmixup", "mnist", {}).mixup_pairs == "real_adv"
+    with pytest.raises(ConfigError, match="--method=ict mixes real samples only"):
+        make_params("ict", "mnist", {"mixup_pairs": "real_adv"})
+    with pytest.raises(ConfigError, match="--mixup_pairs must be one of"):
+        make_params("advmixup", "mnist", {"mixup_pairs": "adv_real"})

@@ -1,0 +1,376 @@
+"""The generative baselines (semi-supervised AAE, feature-matching GAN) on tiny models.
+
+Losses are recomputed in numpy from fixed weights; each phase of a train_step
+is checked to move only its own networks; a discriminator update is checked
+against a finite-difference gradient of the numpy loss with the generated
+samples held fixed.
+"""
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_advssl import data as data_lib
+from tf_advssl import training
+from tf_advssl.config import ConfigError
+from tf_advssl.layers import frozen_batch_stats
+from tf_advssl.methods import get_method, make_params
+
+W = np.array([[0.8, -0.4], [-0.3, 0.6], [0.5, 0.1]])
+B = np.array([0.1, -0.2])
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softplus(v):
+    return np.logaddexp(0.0, v)
+
+
+def cross_entropy(labels, logits):
+    return -np.log(softmax(logits)[np.arange(len(labels)), labels])
+
+
+def log_sum_exp(logits):
+    return np.log(np.exp(logits).sum(axis=-1))
+
+
+def relu(v):
+    return np.maximum(v, 0.0)
+
+
+def dense_stack(model):
+    """The Dense layers of a (nested) keras model, in order."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layers += dense_stack(layer)
+        elif isinstance(layer, keras.layers.Dense):
+            layers.append(layer)
+    return layers
+
+
+def mlp_forward(model, x, weights=None):
+    """Dense-ReLU layers, linear last layer (the MLPs of the AAE), in numpy."""
+    layers = dense_stack(model)
+    weights = weights if weights is not None else [w for layer in layers for w in layer.get_weights()]
+    for i in range(len(layers)):
+        x = x @ weights[2 * i] + weights[2 * i + 1]
+        if i < len(layers) - 1:
+            x = relu(x)
+    return x
+
+
+def set_known_weights(model, rng):
+    """Fixed random kernels and positive biases (so that the ReLUs are active)."""
+    for layer in dense_stack(model):
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(scale=0.7, size=kernel.shape).astype(np.float32),
+                           rng.uniform(0.3, 0.8, size=bias.shape).astype(np.float32)])
+
+
+def vector_batch(rng, num_labeled=4, num_unlabeled=6, dim=3, num_classes=2):
+    x_l = rng.normal(size=(num_labeled, dim)).astype(np.float32)
+    y_l = rng.randint(0, num_classes, size=num_labeled).astype(np.int64)
+    x_u = rng.normal(size=(num_unlabeled, dim)).astype(np.float32)
+    return (x_l, y_l), (x_u, np.arange(num_unlabeled, dtype=np.int64))
+
+
+def build(method, overrides, classifier, lr=0.1, seed=0, **kwargs):
+    params = make_params(method, "two_circles", overrides)
+    model = get_method(method)(classifier, params, num_classes=classifier.output_shape[-1], total_steps=10,
+                               seed=seed, **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(lr))
+    model.optimizer.build(model.trainable_for_loss())
+    model.build_extra()
+    return model
+
+
+def numeric_gradient(loss, arrays, eps=1e-6):
+    grads = []
+    for k, array in enumerate(arrays):
+        grad = np.zeros_like(array, dtype=np.float64)
+        for index in np.ndindex(array.shape):
+            for sign in (1.0, -1.0):
+                shifted = [a.astype(np.float64).copy() for a in arrays]
+                shifted[k][index] += sign * eps
+                grad[index] += sign * loss(shifted) / (2 * eps)
+        grads.append(grad)
+    return grads
+
+
+def snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def changed(before, variables):
+    return [not np.allclose(b, v.numpy()) for b, v in zip(before, variables)]
+
+
+# ----- AAE -----------------------------------------------------------------------------
+
+def linear_classifier():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.layers[0].set_weights([W.astype(np.float32), B.astype(np.float32)])
+    return model
+
+
+def aae(seed=0, lr=0.1):
+    model = build("aae", {"aae_style_dim": 1, "aae_hidden_units": 3, "aae_prior_std": 1.5},
+                  linear_classifier(), lr=lr, seed=seed)
+    rng = np.random.RandomState(11)
+    for part in (model.decoder, model.categorical_discriminator, model.style_discriminator):
+        set_known_weights(part, rng)
+    style = model.encoder.get_layer("aae_style")
+    style.set_weights([np.array([[0.4], [-0.9], [0.3]], np.float32), np.array([0.2], np.float32)])
+    return model
+
+
+def aae_codes(x):
+    return softmax(x @ W + B), x @ np.array([[0.4], [-0.9], [0.3]]) + 0.2
+
+
+def aae_discriminator_loss_by_hand(model, x, y_prior, z_prior, weights=None):
+    y, z = aae_codes(x)
+    split = None if weights is None else len(dense_stack(model.categorical_discriminator)) * 2
+    cat = lambda v: mlp_forward(model.categorical_discriminator, v, None if weights is None else weights[:split])  # noqa
+    sty = lambda v: mlp_forward(model.style_discriminator, v, None if weights is None else weights[split:])  # noqa
+    return (softplus(-cat(y_prior)).mean() + softplus(cat(y)).mean()
+            + softplus(-sty(z_prior)).mean() + softplus(sty(z)).mean())
+
+
+def test_aae_phase_losses_by_hand():
+    rng = np.random.RandomState(12)
+    (x_l, y_l), (x_u, _) = vector_batch(rng)
+    y_prior = np.eye(2)[[0, 1, 1, 0, 1, 0]].astype(np.float32)
+    z_prior = rng.normal(size=(6, 1)).astype(np.float32)
+    model = aae()
+    y, z = aae_codes(x_u)
+    reconstruction = mlp_forward(model.decoder, np.concatenate([y, z], axis=1))
+    assert float(model.reconstruction_loss(x_u)) == pytest.approx(np.mean((x_u - reconstruction) ** 2), rel=1e-5)
+    assert float(model.discriminator_loss(x_u, y_prior, z_prior)) == pytest.approx(
+        aae_discriminator_loss_by_hand(model, x_u, y_prior, z_prior), rel=1e-5)
+    cat = mlp_forward(model.categorical_discriminator, y)
+    sty = mlp_forward(model.style_discriminator, z)
+    assert float(model.generator_loss(x_u)) == pytest.approx(softplus(-cat).mean() + softplus(-sty).mean(),
+                                                             rel=1e-5)
+    assert float(model.classification_loss(x_l, y_l)) == pytest.approx(
+        cross_entropy(y_l, x_l @ W + B).mean(), rel=1e-5)
+
+
+def test_aae_prior_samples_are_one_hot_and_gaussian_and_seeded():
+    samples = [aae(seed=seed).sample_prior(2000) for seed in (1, 1, 2)]
+    y, z = (s.numpy() for s in samples[0])
+    np.testing.assert_array_equal(y.sum(axis=1), 1.0)
+    assert 0.45 < y[:, 0].mean() < 0.55
+    assert z.std() == pytest.approx(1.5, rel=0.1) and abs(z.mean()) < 0.15
+    np.testing.assert_array_equal(samples[0][1].numpy(), samples[1][1].numpy())
+    assert not np.array_equal(samples[0][1].numpy(), samples[2][1].numpy())
+
+
+@pytest.mark.parametrize("phase", ["reconstruction", "discriminator", "generator", "classification"])
+def test_aae_each_phase_moves_only_its_networks(phase):
+    model = aae()
+    optimizers = {"reconstruction": "reconstruction_optimizer", "discriminator": "discriminator_optimizer",
+                  "generator": "generator_optimizer"}
+    for name, attribute in optimizers.items():
+        setattr(model, attribute, keras.optimizers.SGD(0.5 if name == phase else 0.0))
+    if phase != "classification":
+        model.optimizer.learning_rate = 0.0
+    parts = {"classifier": model.classifier.trainable_variables,
+             "style head": model.encoder.get_layer("aae_style").trainable_variables,
+             "decoder": model.decoder.trainable_variables,
+             "discriminators": model.discriminator_variables()}
+    before = {name: snapshot(variables) for name, variables in parts.items()}
+    logs = model.train_step(vector_batch(np.random.RandomState(13)))
+    assert set(logs) == set(model.loss_names) | {"loss"}
+    moved = {name for name, variables in parts.items() if any(changed(before[name], variables))}
+    expected = {"reconstruction": {"classifier", "style head", "decoder"},
+                "discriminator": {"discriminators"},
+                "generator": {"classifier", "style head"},
+                "classification": {"classifier"}}[phase]
+    assert moved == expected
+
+
+def test_aae_discriminator_update_is_the_gradient_of_its_loss_with_codes_fixed():
+    (x_l, y_l), (x_u, idx) = vector_batch(np.random.RandomState(14))
+    model = aae()
+    model.reconstruction_optimizer = keras.optimizers.SGD(0.0)
+    model.generator_optimizer = keras.optimizers.SGD(0.0)
+    model.discriminator_optimizer = keras.optimizers.SGD(0.5)
+    reference = keras.random.SeedGenerator(0)
+    reference.state.assign(model.seed_generator.state.numpy())
+    # train_step's first random draws are the prior samples of the regularization phase.
+    classes = keras.random.randint((6,), 0, 2, seed=reference).numpy()
+    z_prior = 1.5 * keras.random.normal((6, 1), seed=reference).numpy()
+    y_prior = np.eye(2)[classes]
+    weights = [w.astype(np.float64) for w in snapshot(model.discriminator_variables())]
+    gradient = numeric_gradient(lambda ws: aae_discriminator_loss_by_hand(model, x_u, y_prior, z_prior, ws), weights)
+    model.train_step(((x_l, y_l), (x_u, idx)))
+    for before, grad, variable in zip(weights, gradient, model.discriminator_variables()):
+        np.testing.assert_allclose(variable.numpy(), before - 0.5 * grad, atol=2e-5)
+    assert max(np.abs(g).max() for g in gradient) > 1e-3
+
+
+def test_aae_same_seed_same_step():
+    batch = vector_batch(np.random.RandomState(15))
+    runs = []
+    for seed in (3, 3, 4):
+        model = aae(seed=seed)
+        runs.append({k: float(v) for k, v in model.train_step(batch).items()})
+    assert runs[0] == runs[1]
+    assert runs[0]["loss_discriminator"] != runs[2]["loss_discriminator"]
+
+
+# ----- feature-matching GAN -------------------------------------------------------------
+
+W1 = np.array([[0.5, -0.2, 0.3, 0.1], [-0.4, 0.6, 0.2, -0.3], [0.2, 0.1, -0.5, 0.4]])
+B1 = np.array([0.05, -0.1, 0.2, 0.0])
+W2 = np.array([[0.7, -0.3], [-0.2, 0.5], [0.4, 0.4], [-0.6, 0.1]])
+B2 = np.array([0.1, -0.05])
+
+
+def two_layer_classifier():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    model.layers[0].set_weights([W1.astype(np.float32), B1.astype(np.float32)])
+    model.layers[1].set_weights([W2.astype(np.float32), B2.astype(np.float32)])
+    return model
+
+
+def fm_gan(seed=0, lr=0.1):
+    return build("fm_gan", {"fm_gan_noise_dim": 2, "fm_gan_hidden_units": 5}, two_layer_classifier(),
+                 lr=lr, seed=seed)
+
+
+def fm_discriminator_loss_by_hand(x_l, y_l, x_u, x_fake, w1=W1, b1=B1, w2=W2, b2=B2, weight=0.5):
+    logits = lambda x: relu(x @ w1 + b1) @ w2 + b2  # noqa: E731
+    lse_real, lse_fake = log_sum_exp(logits(x_u)), log_sum_exp(logits(x_fake))
+    unlabeled = np.mean(softplus(lse_real) - lse_real) + np.mean(softplus(lse_fake))
+    return cross_entropy(y_l, logits(x_l)).mean(), unlabeled
+
+
+def test_fm_gan_losses_by_hand():
+    rng = np.random.RandomState(16)
+    (x_l, y_l), (x_u, _) = vector_batch(rng)
+    x_fake = rng.normal(size=(5, 3)).astype(np.float32)
+    model = fm_gan()
+    nll, unlabeled = model.discriminator_losses(x_l, y_l, x_u, x_fake)
+    nll_hand, unlabeled_hand = fm_discriminator_loss_by_hand(x_l, y_l, x_u, x_fake)
+    assert float(nll) == pytest.approx(nll_hand, rel=1e-5)
+    assert float(unlabeled) == pytest.approx(unlabeled_hand, rel=1e-5)
+    # -log D(x) with D = Z / (Z + 1): the (K+1)-th logit is the constant 0.
+    z_real = np.exp(relu(x_u @ W1 + B1) @ W2 + B2).sum(axis=1)
+    z_fake = np.exp(relu(x_fake @ W1 + B1) @ W2 + B2).sum(axis=1)
+    assert unlabeled_hand == pytest.approx(np.mean(-np.log(z_real / (z_real + 1)))
+                                           + np.mean(-np.log(1 / (z_fake + 1))), rel=1e-9)
+    feature_gap = relu(x_u @ W1 + B1).mean(axis=0) - relu(x_fake @ W1 + B1).mean(axis=0)
+    assert float(model.feature_matching_loss(x_u, x_fake)) == pytest.approx(np.mean(feature_gap ** 2), rel=1e-5)
+
+
+def fixed_noise_fm_gan(z, main_lr, generator_lr):
+    model = fm_gan(lr=main_lr)
+    model.generator_optimizer = keras.optimizers.SGD(generator_lr)
+    model.sample_noise = lambda n: tf.constant(z)
+    return model
+
+
+def test_fm_gan_discriminator_step_is_its_gradient_and_leaves_the_generator():
+    rng = np.random.RandomState(17)
+    (x_l, y_l), (x_u, idx) = vector_batch(rng)
+    z = rng.uniform(size=(6, 2)).astype(np.float32)
+    model = fixed_noise_fm_gan(z, main_lr=0.5, generator_lr=0.0)
+    with frozen_batch_stats():
+        x_fake = model.generator(z, training=True).numpy()
+    generator_before = snapshot(model.generator.trainable_variables)
+
+    def loss(ws):
+        nll, unlabeled = fm_discriminator_loss_by_hand(x_l, y_l, x_u, x_fake, *ws)
+        return nll + 0.5 * unlabeled
+
+    weights = [W1, B1, W2, B2]
+    gradient = numeric_gradient(loss, weights)
+    model.train_step(((x_l, y_l), (x_u, idx)))
+    for before, grad, variable in zip(weights, gradient, model.classifier.trainable_variables):
+        np.testing.assert_allclose(variable.numpy(), before - 0.5 * grad, atol=2e-5)
+    assert not any(changed(generator_before, model.generator.trainable_variables))
+
+
+def test_fm_gan_generator_step_lowers_feature_matching_and_leaves_the_discriminator():
+    rng = np.random.RandomState(18)
+    batch = vector_batch(rng)
+    z = rng.uniform(size=(6, 2)).astype(np.float32)
+    model = fixed_noise_fm_gan(z, main_lr=0.0, generator_lr=0.01)
+    x_u = batch[1][0]
+
+    def feature_matching():
+        with frozen_batch_stats():
+            return float(model.feature_matching_loss(x_u, model.generator(z, training=True)))
+
+    before_loss = feature_matching()
+    classifier_before = snapshot(model.classifier.trainable_variables)
+    generator_before = snapshot(model.generator.trainable_variables)
+    logs = model.train_step(batch)
+    assert float(logs["loss_feature_matching"]) == pytest.approx(before_loss, rel=1e-5)
+    assert feature_matching() < before_loss
+    assert all(changed(generator_before, model.generator.trainable_variables))
+    assert not any(changed(classifier_before, model.classifier.trainable_variables))
+
+
+def test_fm_gan_same_seed_same_step():
+    batch = vector_batch(np.random.RandomState(19))
+    runs = [{k: float(v) for k, v in fm_gan(seed=seed).train_step(batch).items()} for seed in (5, 5, 6)]
+    assert runs[0] == runs[1]
+    assert runs[0]["loss_unlabeled"] != runs[2]["loss_unlabeled"]
+
+
+def test_fm_gan_conv_generator_shapes_and_size_check():
+    classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model = build("fm_gan", {"fm_gan_generator": "conv", "fm_gan_noise_dim": 4}, classifier, input_shape=(8, 8, 1))
+    assert model.generate(5).shape == (5, 8, 8, 1)
+    odd = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    with pytest.raises(ConfigError, match="--fm_gan_generator=conv"):
+        build("fm_gan", {"fm_gan_generator": "conv"}, odd, input_shape=(6, 6, 1))
+
+
+# ----- run-directory integration --------------------------------------------------------
+
+def fake_data(shape, num_classes=2, n=40):
+    rng = np.random.RandomState(20)
+    is_image = len(shape) == 3
+    x = (rng.randint(0, 256, size=(n,) + shape).astype(np.uint8) if is_image
+         else rng.normal(size=(n,) + shape).astype(np.float32))
+    y = rng.randint(0, num_classes, size=n).astype(np.int64)
+    spec = data_lib.DataSpec(name="fake", input_shape=shape, num_classes=num_classes,
+                             raw_dtype="uint8" if is_image else "float32",
+                             pixel_range=(0, 255) if is_image else None, is_image=is_image)
+    preprocessor = data_lib.Preprocessor(scale=1 / 255 if is_image else 1.0, input_shape=shape)
+    return data_lib.SSLData(spec=spec, x_train=x, y_train=y, x_test=x, y_test=y, x_val=None, y_val=None,
+                            labeled_indices=np.arange(4), preprocessor=preprocessor)
+
+
+def test_write_artifacts(tmp_path):
+    aae().write_artifacts(str(tmp_path), fake_data((3,)))
+    assert os.path.getsize(tmp_path / "aae_samples.png") > 1000
+    classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model = build("fm_gan", {"fm_gan_generator": "conv", "fm_gan_noise_dim": 4}, classifier, input_shape=(8, 8, 1))
+    model.write_artifacts(str(tmp_path), fake_data((8, 8, 1)))
+    assert os.path.getsize(tmp_path / "fm_gan_samples.png") > 1000
+
+
+@pytest.mark.parametrize("make_model", [aae, fm_gan])
+def test_checkpoint_holds_the_extra_optimizers(tmp_path, make_model):
+    trained = make_model()
+    trained.train_step(vector_batch(np.random.RandomState(21)))
+    path = training.checkpoint_for(trained).save(str(tmp_path / "ckpt"))
+    fresh = make_model()
+    training.checkpoint_for(fresh).restore(path).assert_consumed()
+    for optimizer_trained, optimizer_fresh in zip(trained.extra_optimizers(), fresh.extra_optimizers()):
+        assert int(optimizer_fresh.iterations.numpy()) == 1
+        for a, b in zip(optimizer_trained.variables, optimizer_fresh.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(trained.variables, fresh.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

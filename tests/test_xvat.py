@@ -1,0 +1,169 @@
+"""xAT / xVAT: Hard Concrete masks against their closed form, the same-step
+min-max update, and the sparse transductive table."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_advssl import perturbations
+from tf_advssl.config import ConfigError
+from tf_advssl.methods import get_method, make_params
+
+BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+
+
+def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_hard_concrete_exact_zeros_and_ones_have_closed_form_probabilities():
+    """z = 0 iff s <= -gamma/(zeta-gamma), z = 1 iff s >= (1-gamma)/(zeta-gamma), with
+    s = sigmoid((logit(u) + log_alpha)/beta) and logit(u) standard logistic."""
+    num_samples = 100_000
+    log_alpha = np.array([-3.0, -1.0, 0.0, 0.5, 2.0], np.float32)
+    z = perturbations.hard_concrete_mask(np.tile(log_alpha, (num_samples, 1)), beta=BETA, gamma=GAMMA,
+                                         zeta=ZETA, seed=keras.random.SeedGenerator(3)).numpy()
+    assert z.min() >= 0.0 and z.max() <= 1.0
+    p_zero = sigmoid(BETA * logit(-GAMMA / (ZETA - GAMMA)) - log_alpha)
+    p_one = 1.0 - sigmoid(BETA * logit((1.0 - GAMMA) / (ZETA - GAMMA)) - log_alpha)
+    tolerance = 5.0 * np.sqrt(np.maximum(p_zero * (1 - p_zero), p_one * (1 - p_one)) / num_samples)
+    assert np.all(np.abs((z == 0.0).mean(axis=0) - p_zero) <= tolerance), ((z == 0.0).mean(axis=0), p_zero)
+    assert np.all(np.abs((z == 1.0).mean(axis=0) - p_one) <= tolerance), ((z == 1.0).mean(axis=0), p_one)
+    # Eq. 12's L0 term is P(z != 0) = sigmoid(log_alpha - beta log(-gamma/zeta)).
+    nonzero = perturbations.hard_concrete_nonzero_probability(log_alpha, beta=BETA, gamma=GAMMA, zeta=ZETA)
+    np.testing.assert_allclose(nonzero.numpy(), 1.0 - p_zero, rtol=1e-5)
+
+
+def numpy_mask(log_alpha, u):
+    s = sigmoid((np.log(u) - np.log1p(-u) + log_alpha) / BETA)
+    return np.clip(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def linear_classifier(weights, bias):
+    model = keras.Sequential([keras.Input((weights.shape[0],)), keras.layers.Dense(weights.shape[1])])
+    model.layers[0].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
+def make(method, overrides, weights, bias, lr=0.05, num_train_examples=16):
+    params = make_params(method, "two_circles", overrides)
+    model = get_method(method)(linear_classifier(weights, bias), params, num_classes=weights.shape[1],
+                               total_steps=10, num_train_examples=num_train_examples, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(lr))
+    model.optimizer.build(model.trainable_for_loss())
+    return model
+
+
+def batch(rng, dim=4, num_classes=3):
+    x_l = rng.normal(size=(5, dim)).astype(np.float32)
+    y_l = rng.randint(0, num_classes, size=5).astype(np.int64)
+    x_u = rng.normal(size=(6, dim)).astype(np.float32)
+    idx_u = np.array([2, 9, 5, 14, 0, 9], np.int64)  # a repeated index, as across epoch boundaries
+    return (x_l, y_l), (x_u, idx_u)
+
+
+def divergence(method, weights, bias, x, y, z, weights_target, bias_target):
+    """The batch divergence at mask z; the clean target uses the *_target weights (held fixed)."""
+    logits = (x * z) @ weights + bias
+    if method == "xat":
+        p = softmax(logits)
+        return float(np.mean(-np.log(p[np.arange(len(y)), y])))
+    p = softmax(x @ weights_target + bias_target)
+    q = softmax(logits)
+    return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)))
+
+
+@pytest.mark.parametrize("method,mode", [("xvat", "inductive"), ("xvat", "transductive"),
+                                         ("xat", "inductive"), ("xat", "transductive")])
+def test_one_step_moves_log_alpha_up_and_theta_down_the_divergence(method, mode):
+    rng = np.random.RandomState(0)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    data = batch(rng)
+    (x_l, y_l), (x_u, idx_u) = data
+    model = make(method, {"x_mode": mode, "l0_lambda": 0.0, "log_alpha_table_learning_rate": 0.2,
+                          "log_alpha_init": 1.0}, weights, bias)
+    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_x": 1.0, "loss_l0": 0.0}  # the divergence alone
+    x = x_l if method == "xat" else x_u
+    rows = model.table_rows(tf.constant(x_l), tf.constant(idx_u))
+    alpha_before = model.log_alpha(tf.constant(x), rows).numpy()
+    seed_state = model.seed_generator.state.numpy().copy()
+    model.train_step(data)
+    alpha_after = model.log_alpha(tf.constant(x), rows).numpy()
+    new_w, new_b = model.classifier.layers[0].get_weights()
+
+    generator = keras.random.SeedGenerator(0)
+    generator.state.assign(seed_state)
+    u = np.clip(keras.random.uniform(alpha_before.shape, seed=generator).numpy(), 1e-7, 1 - 1e-7)
+    at = lambda w, b, log_alpha: divergence(method, w, b, x, y_l, numpy_mask(log_alpha, u), weights, bias)  # noqa
+    before = at(weights, bias, alpha_before)
+    assert np.abs(alpha_after - alpha_before).max() > 0
+    assert at(weights, bias, alpha_after) > before  # log alpha ascends the divergence
+    assert at(new_w, new_b, alpha_before) < before  # theta descends it
+
+
+def test_l0_term_pushes_log_alpha_towards_keeping_entries():
+    """Eq. 12: log alpha maximises + lambda sum sigmoid(log alpha - beta log(-gamma/zeta))."""
+    rng = np.random.RandomState(1)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    data = batch(rng)
+    model = make("xvat", {"x_mode": "transductive", "x_weight": 0.0, "l0_lambda": 1.0}, weights, bias)
+    before = model.log_alpha_table.numpy().copy()
+    model.train_step(data)
+    rows = np.unique(data[1][1])
+    assert np.all(model.log_alpha_table.numpy()[rows] > before[rows])
+
+
+def test_transductive_table_updates_only_the_rows_of_the_batch():
+    rng = np.random.RandomState(2)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    data = batch(rng)
+    model = make("xvat", {"x_mode": "transductive", "log_alpha_init": 0.5}, weights, bias)
+    before = model.log_alpha_table.numpy().copy()
+    tf.function(model.train_step)(data)
+    after = model.log_alpha_table.numpy()
+    in_batch = np.zeros(len(before), bool)
+    in_batch[data[1][1]] = True
+    np.testing.assert_array_equal(after[~in_batch], before[~in_batch])
+    assert np.all(np.abs(after[in_batch] - before[in_batch]).max(axis=1) > 0)
+
+
+def test_xat_transductive_rows_follow_example_content():
+    """Labeled examples carry no index: xAT addresses rows by content, stably."""
+    rng = np.random.RandomState(3)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    model = make("xat", {"x_mode": "transductive"}, weights, bias, num_train_examples=1000)
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    rows = model.table_rows(tf.constant(x), None).numpy()
+    reordered = model.table_rows(tf.constant(x[::-1]), None).numpy()
+    np.testing.assert_array_equal(reordered, rows[::-1])
+    assert len(set(rows)) == 5 and rows.min() >= 0 and rows.max() < 1000
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    before = model.log_alpha_table.numpy().copy()
+    model.train_step(((x, y_l), (x_u, idx_u)))
+    changed = np.flatnonzero(np.abs(model.log_alpha_table.numpy() - before).max(axis=1) > 0)
+    np.testing.assert_array_equal(changed, np.unique(rows))
+
+
+def test_extra_optimizer_is_built_for_checkpoints():
+    rng = np.random.RandomState(4)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    for mode in ("inductive", "transductive"):
+        model = make("xvat", {"x_mode": mode}, weights, bias)
+        (optimizer,) = model.extra_optimizers()
+        assert optimizer.variables, mode
+
+
+def test_bad_parameters_are_config_errors():
+    with pytest.raises(ConfigError, match="--x_mode must be one of inductive, transductive"):
+        make_params("xvat", "mnist", {"x_mode": "both"})
+    with pytest.raises(ConfigError, match="--hard_concrete_gamma must be < 0"):
+        make_params("xat", "mnist", {"hard_concrete_gamma": 0.1})

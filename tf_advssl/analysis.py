@@ -1,0 +1,69 @@
+"""Analyses of trained models that are written into run directories.
+
+``interpolation_path_errors``: the analysis of Ma et al. (AdvMixup, WCCI 2020,
+"prediction error rates ... along the real-real interpolation paths ... and the
+real-adversarial interpolation paths"): for pairs (x_i, x_j) of labeled
+examples, the model's error on
+
+    real-real        x_hat = lam x_i + (1 - lam) x_j
+    real-adversarial x_hat = lam x_i + (1 - lam) (x_j + r_j)
+
+where r_j is the model's own virtual adversarial direction at x_j (radius
+eps).  A point on a path counts as lam * [pred != y_i] + (1 - lam) * [pred != y_j]
+(the mixed label), so lam = 1 is the error on x_i and lam = 0 that on x_j
+(real-real) or on its adversarial x_j + r_j (real-adversarial).
+"""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import tensorflow as tf
+
+from tf_advssl import perturbations
+
+DEFAULT_LAMBDAS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+
+
+def interpolation_path_errors(logits_fn, x, y, *, eps: float, xi: float = 1e-6, lambdas=DEFAULT_LAMBDAS,
+                              seed: int = 0, batch_size: int = 500) -> dict:
+    """Error in percent along real-real and real-adversarial paths, per lam.
+
+    Args:
+      logits_fn: model-space inputs -> logits (inference mode).
+      x, y: model-space inputs (n, ...) and int labels (n,); pairs are (i, perm(i))
+        for a permutation drawn from ``seed``.
+      eps, xi: radius and finite-difference step of the VAT direction.
+    Returns {"lambda": [...], "real_real": [...], "real_adversarial": [...]}.
+    """
+    x = tf.cast(x, tf.float32)
+    y = np.asarray(y, np.int64)
+    n = int(x.shape[0])
+    partner = np.random.RandomState(seed).permutation(n)
+    real_real = np.zeros(len(lambdas))
+    real_adversarial = np.zeros(len(lambdas))
+    for start in range(0, n, batch_size):
+        batch = slice(start, min(n, start + batch_size))
+        x_i = x[batch]
+        x_j = tf.gather(x, partner[batch])
+        y_i, y_j = y[batch], y[partner[batch]]
+        r_j = perturbations.vat_perturbation(logits_fn, x_j, logits_fn(x_j), xi=xi, eps=eps,
+                                             seed=seed + start)
+        for k, lam in enumerate(lambdas):
+            for totals, end in ((real_real, x_j), (real_adversarial, x_j + r_j)):
+                predicted = np.argmax(logits_fn(perturbations.mixup(x_i, end, lam)).numpy(), axis=-1)
+                totals[k] += np.sum(lam * (predicted != y_i) + (1.0 - lam) * (predicted != y_j))
+    return {"lambda": [float(lam) for lam in lambdas],
+            "real_real": list(100.0 * real_real / n),
+            "real_adversarial": list(100.0 * real_adversarial / n)}
+
+
+def write_table(result: dict, path: str) -> str:
+    """The columns of ``result`` as a CSV file (one row per lam)."""
+    names = list(result)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        for row in zip(*(result[name] for name in names)):
+            writer.writerow([f"{value:.4g}" for value in row])
+    return path

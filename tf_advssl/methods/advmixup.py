@@ -1,0 +1,152 @@
+"""AdvMixup (Ma, Mao, Chen, Li; "Mixing Up Real Samples and Adversarial Samples
+for Semi-Supervised Learning", IJCNN / WCCI 2020; reference code
+sunlight-ym/AdvMixup) and ICT (Verma et al., "Interpolation Consistency
+Training for Semi-Supervised Learning", IJCAI 2019) as its real-real variant.
+
+    x_hat = lam * x_i + (1 - lam) * x_j^adv,      lam ~ Beta(alpha, alpha), one per batch
+    y_hat = lam * f_t(x_i) + (1 - lam) * f_t(x_j)  (teacher predictions on the clean inputs)
+    x_j^adv = x_j + r_j,  r_j = argmax_{||r||_2 <= eps} D[f_t(x_j), f(x_j + r)]   (VAT power iteration)
+    L = L_nll + beta(t) * E_{x_i, x_j ~ S_u}[ D(y_hat, f(x_hat)) ],  beta(t) = mixup_weight * sigmoid ramp-up
+
+f is the student, f_t its mean teacher (EMA of the student weights, decay
+--ema_decay, no gradient).  The teacher supplies the target of the adversarial
+direction (it is the student's VAT direction against the teacher's clean
+prediction, as in the seed's equation and the reference code).  j runs over a
+random permutation of the unlabeled batch (the whole training set), and
+D is the squared error of probabilities (mse) or KL(y_hat || f(x_hat)).
+
+--mixup_pairs chooses the ends of the interpolation paths:
+    real_adv  lam x_i + (1 - lam) x_j^adv        AdvMixup (default of --method=advmixup)
+    real_real lam x_i + (1 - lam) x_j            ICT (--method=ict)
+    adv_adv   lam x_i^adv + (1 - lam) x_j^adv
+The targets are always the teacher's predictions on the clean x_i, x_j.
+
+The forward passes on perturbed and mixed inputs do not update batch-norm
+statistics.  After training, ``write_artifacts`` writes the seed's
+interpolation-path analysis (error along real-real and real-adversarial
+paths, by lam) as ``interpolation_paths.csv`` and ``.png``.
+
+Hyper-parameters: alpha = 1 (ICT: 1.0 CIFAR-10, 0.1 SVHN); ema_decay 0.999;
+eps as VAT's (--vat_eps); AdvMixup uses KL with weight 1 (reference code),
+ICT the squared error with weight 10 (CIFAR-10; 100 on SVHN); sigmoid
+ramp-up over the first quarter of training.
+"""
+import dataclasses
+import os
+from typing import ClassVar
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_advssl import losses, perturbations
+from tf_advssl.config import ConfigError
+from tf_advssl.layers import frozen_batch_stats
+from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.vat import VATParams
+
+MIXUP_PAIRS = ("real_adv", "real_real", "adv_adv")
+DIVERGENCES = ("mse", "kl")
+
+
+@dataclasses.dataclass
+class AdvMixupParams:
+    mixup_pairs: str = param("real_adv", "Ends of the interpolation paths: real_adv (AdvMixup), "
+                                         "real_real (ICT) or adv_adv.")
+    mixup_alpha: float = param(1.0, "lambda ~ Beta(alpha, alpha).")
+    mixup_divergence: str = param("kl", "Consistency divergence: mse (squared error of probabilities) "
+                                        "or kl (KL(target || prediction)).")
+    mixup_weight: float = param(1.0, "Weight beta of the consistency term after the ramp-up.")
+    mixup_rampup: float = param(0.25, "Length of the sigmoid ramp-up of beta, as a fraction of --train_steps.")
+    vat_eps: float = param(1.0, "L2 radius eps of the adversarial perturbation (model space).")
+    vat_xi: float = param(1e-6, "Finite-difference radius xi of the power iteration.")
+
+    DATASET_DEFAULTS: ClassVar[dict] = {name: {"vat_eps": values["vat_eps"]}
+                                        for name, values in VATParams.DATASET_DEFAULTS.items()}
+
+    def validate(self):
+        require_choice(self, "mixup_pairs", MIXUP_PAIRS)
+        require_choice(self, "mixup_divergence", DIVERGENCES)
+        require_nonnegative(self, "mixup_weight", "vat_eps", "vat_xi")
+        if self.mixup_alpha <= 0:
+            raise ConfigError(f"--mixup_alpha must be > 0, got {self.mixup_alpha}")
+        if not 0.0 <= self.mixup_rampup <= 1.0:
+            raise ConfigError(f"--mixup_rampup must be in [0, 1], got {self.mixup_rampup}")
+
+
+@dataclasses.dataclass
+class ICTParams(AdvMixupParams):
+    mixup_pairs: str = param("real_real", "Ends of the interpolation paths (ICT: real_real only).")
+    mixup_divergence: str = param("mse", "Consistency divergence: mse or kl.")
+    mixup_weight: float = param(10.0, "Weight beta of the consistency term after the ramp-up.")
+
+    def validate(self):
+        super().validate()
+        if self.mixup_pairs != "real_real":
+            raise ConfigError("--method=ict mixes real samples only (--mixup_pairs=real_real); "
+                              "for other pairs use --method=advmixup")
+
+
+def consistency(divergence: str, target_probs, logits):
+    """Per-example D(target, softmax(logits)): squared error or KL(target || p)."""
+    target_probs = tf.cast(target_probs, tf.float32)
+    if divergence == "mse":
+        return losses.squared_error(target_probs, tf.nn.softmax(tf.cast(logits, tf.float32)))
+    neg_entropy = tf.reduce_sum(tf.math.xlogy(target_probs, target_probs), axis=-1)
+    return losses.soft_cross_entropy(target_probs, logits) + neg_entropy
+
+
+class AdvMixup(SSLModel):
+    Params = AdvMixupParams
+    loss_names = ("loss_nll", "loss_mixup")
+    needs_teacher = True
+
+    # ----- random draws (methods, so tests can fix them) ----------------------------
+    def mixup_lambda(self):
+        return perturbations.sample_beta(self.params.mixup_alpha, seed=self.seed_generator)
+
+    def mixup_permutation(self, batch_size):
+        return keras.random.shuffle(tf.range(batch_size), seed=self.seed_generator)
+
+    def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
+        p = self.params
+        logits_labeled = self.logits(x_labeled)
+        logits_teacher = self.teacher_logits(x_unlabeled)
+        probs_teacher = tf.nn.softmax(tf.cast(logits_teacher, tf.float32))
+        x_real = tf.cast(x_unlabeled, tf.float32)
+        x_adv = x_real
+        if p.mixup_pairs != "real_real":
+            x_adv = x_real + perturbations.vat_perturbation(
+                self.logits, x_real, logits_teacher, xi=p.vat_xi, eps=p.vat_eps, seed=self.seed_generator)
+        lam = self.mixup_lambda()
+        permutation = self.mixup_permutation(tf.shape(x_real)[0])
+        first = x_adv if p.mixup_pairs == "adv_adv" else x_real
+        second = x_real if p.mixup_pairs == "real_real" else x_adv
+        x_mixed = perturbations.mixup(first, tf.gather(second, permutation), lam)
+        y_mixed = perturbations.mixup(probs_teacher, tf.gather(probs_teacher, permutation), lam)
+        with frozen_batch_stats():
+            logits_mixed = self.logits(x_mixed)
+        return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
+                "loss_mixup": tf.reduce_mean(consistency(p.mixup_divergence, y_mixed, logits_mixed))}
+
+    def loss_weights(self):
+        rampup_steps = int(round(self.params.mixup_rampup * self.total_steps))
+        return {"loss_nll": 1.0,
+                "loss_mixup": self.params.mixup_weight * sigmoid_rampup(self.step, rampup_steps)}
+
+    def write_artifacts(self, workdir, data):
+        """The interpolation-path table and plot of the trained model on the test set."""
+        from tf_advssl import analysis, plotting
+
+        eps = self.params.vat_eps if self.params.vat_eps > 0 else 1.0
+        result = analysis.interpolation_path_errors(
+            lambda x: self(x, training=False), data.preprocessor(tf.constant(data.x_test[:1000])),
+            data.y_test[:1000], eps=eps, xi=self.params.vat_xi)
+        analysis.write_table(result, os.path.join(workdir, "interpolation_paths.csv"))
+        plotting.interpolation_path_figure(result, os.path.join(workdir, "interpolation_paths.png"))
+
+
+class ICT(AdvMixup):
+    """Interpolation consistency training: AdvMixup with real-real pairs."""
+
+    Params = ICTParams

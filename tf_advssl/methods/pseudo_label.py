@@ -1,0 +1,73 @@
+"""Pseudo-Label (Lee, "Pseudo-Label: The Simple and Efficient Semi-Supervised Learning
+Method for Deep Neural Networks", ICML 2013 Workshop on Challenges in Representation Learning).
+
+Unlabeled examples are trained on the class the network currently predicts
+for them, a hard label recomputed at every step and held fixed (no gradient
+through the argmax):
+
+    y'_i = argmax_k p(k | x_i)             for x_i in D_u
+    m_i  = 1[max_k p(k | x_i) >= tau]      confident predictions only
+    L = E_{D_l}[ -log p(y | x) ] + alpha(t) * E_{D_u}[ m_i * (-log p(y'_i | x_i)) ]
+    alpha(t) = alpha_f * min(1, t / T)     linear warm-up
+
+Lee's paper uses every unlabeled example (tau = 0) with alpha_f = 3 and a
+warm-up from epoch 100 to 600.  The defaults here are the confident-prediction
+variant that the later comparisons report as "Pseudo-Label" (Oliver et al.,
+"Realistic Evaluation of Deep Semi-Supervised Learning Algorithms", NeurIPS
+2018; google-research/fixmatch libml): tau = 0.95, alpha_f = 1, warm-up over
+the first 40 % of training.  ``--pseudo_label_threshold=0 --pseudo_label_weight=3``
+gives Lee's loss.
+"""
+import dataclasses
+from typing import ClassVar
+
+import tensorflow as tf
+
+from tf_advssl import losses
+from tf_advssl.config import ConfigError
+from tf_advssl.methods.base import SSLModel, param, require_nonnegative
+
+
+def linear_rampup(step, rampup_steps):
+    """min(1, step / rampup_steps) (1 when rampup_steps <= 0)."""
+    if rampup_steps <= 0:
+        return tf.constant(1.0)
+    return tf.clip_by_value(tf.cast(step, tf.float32) / float(rampup_steps), 0.0, 1.0)
+
+
+def confident_pseudo_labels(logits, threshold):
+    """(labels, mask): argmax of the (gradient-free) prediction and 1[max p >= threshold]."""
+    probs = tf.stop_gradient(tf.nn.softmax(tf.cast(logits, tf.float32)))
+    labels = tf.argmax(probs, axis=-1)
+    mask = tf.cast(tf.reduce_max(probs, axis=-1) >= threshold, tf.float32)
+    return labels, mask
+
+
+@dataclasses.dataclass
+class PseudoLabelParams:
+    pseudo_label_threshold: float = param(0.95, "Confidence tau a prediction needs to become a pseudo-label.")
+    pseudo_label_weight: float = param(1.0, "Final weight alpha_f of the pseudo-label term.")
+    pseudo_label_rampup: float = param(0.4, "Fraction of --train_steps over which the weight rises linearly.")
+
+    DATASET_DEFAULTS: ClassVar[dict] = {}
+
+    def validate(self):
+        require_nonnegative(self, "pseudo_label_weight", "pseudo_label_rampup")
+        if not 0.0 <= self.pseudo_label_threshold <= 1.0:
+            raise ConfigError(f"--pseudo_label_threshold must be in [0, 1], got {self.pseudo_label_threshold}")
+
+
+class PseudoLabel(SSLModel):
+    Params = PseudoLabelParams
+    loss_names = ("loss_nll", "loss_pseudo_label")
+
+    def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
+        logits_labeled = self.logits(x_labeled)
+        logits_unlabeled = self.logits(x_unlabeled)
+        pseudo_labels, mask = confident_pseudo_labels(logits_unlabeled, self.params.pseudo_label_threshold)
+        return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
+                "loss_pseudo_label": tf.reduce_mean(mask * losses.cross_entropy(pseudo_labels, logits_unlabeled))}
+
+    def loss_weights(self):
+        ramp = linear_rampup(self.step, int(round(self.params.pseudo_label_rampup * self.total_steps)))
+        return {"loss_nll": 1.0, "loss_pseudo_label": self.params.pseudo_label_weight * ramp}

@@ -124,8 +124,7 @@ class AdvMixup(SSLModel):
         second = x_real if p.mixup_pairs == "real_real" else x_adv
         x_mixed = perturbations.mixup(first, tf.gather(second, permutation), lam)
         y_mixed = perturbations.mixup(probs_teacher, tf.gather(probs_teacher, permutation), lam)
-        with frozen_batch_stats():
-            logits_mixed = self.logits(x_mixed)
+        logits_mixed = self.logits(x_mixed, training=False)
         return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
                 "loss_mixup": tf.reduce_mean(consistency(p.mixup_divergence, y_mixed, logits_mixed))}
 

@@ -4,14 +4,17 @@ The prediction on a weakly augmented view becomes a hard pseudo-label when it
 is confident, and the prediction on a strongly augmented view of the same
 example is trained on it:
 
-    q_b = p(. | alpha(u_b))                     weak view (flip + translate), a constant (no gradient)
+    q_b = p(. | alpha(u_b))                     weak view, a constant (no gradient)
     m_b = 1[max q_b >= tau]
     l_s = E_{D_l}[ -log p(y | alpha(x)) ]                                  "loss_nll"
     l_u = (1 / (mu B)) sum_b m_b * (-log p(argmax q_b | A(u_b)))           "loss_pseudo_label"
     L = l_s + lambda_u l_u
     A = RandAugment (2 random operations) followed by Cutout
 
-Labeled, weak and strong batches go through the network in one pass.
+Labeled, weak and strong batches go through the network in one pass.  The
+weak augmentation alpha is the run's flip + translate (--augment_flip,
+--augment_translate; the paper translates by up to 12.5 %, e.g.
+--augment_translate=4 on 32x32 images; MNIST's default here is none).
 
 Strong augmentation here is Keras 3 ``keras.layers.RandAugment`` plus
 :func:`random_cutout`.  Limitations of that layer, and what is done about them:

@@ -136,9 +136,10 @@ def aae_codes(x):
 
 def aae_discriminator_loss_by_hand(model, x, y_prior, z_prior, weights=None):
     y, z = aae_codes(x)
-    split = None if weights is None else len(dense_stack(model.categorical_discriminator)) * 2
-    cat = lambda v: mlp_forward(model.categorical_discriminator, v, None if weights is None else weights[:split])  # noqa
-    sty = lambda v: mlp_forward(model.style_discriminator, v, None if weights is None else weights[split:])  # noqa
+    split = len(dense_stack(model.categorical_discriminator)) * 2
+    cat_weights, style_weights = (None, None) if weights is None else (weights[:split], weights[split:])
+    cat = lambda v: mlp_forward(model.categorical_discriminator, v, cat_weights)  # noqa: E731
+    sty = lambda v: mlp_forward(model.style_discriminator, v, style_weights)  # noqa: E731
     return (softplus(-cat(y_prior)).mean() + softplus(cat(y)).mean()
             + softplus(-sty(z_prior)).mean() + softplus(sty(z)).mean())
 

@@ -101,6 +101,18 @@ class AdvMixup(SSLModel):
     loss_names = ("loss_nll", "loss_mixup")
     needs_teacher = True
 
+    def __init__(self, classifier, params, **kwargs):
+        super().__init__(classifier, params, **kwargs)
+        for layer in self.teacher._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = True  # batch statistics in training mode; weights stay EMA-only
+
+    def teacher_logits(self, x, training=True):
+        """f_t(x) normalised with the batch's statistics (the reference implementations run
+        the EMA model in training mode); its moving statistics are left alone."""
+        with frozen_batch_stats():
+            return super().teacher_logits(x, training=training)
+
     # ----- random draws (methods, so tests can fix them) ----------------------------
     def mixup_lambda(self):
         return perturbations.sample_beta(self.params.mixup_alpha, seed=self.seed_generator)
@@ -124,7 +136,8 @@ class AdvMixup(SSLModel):
         second = x_real if p.mixup_pairs == "real_real" else x_adv
         x_mixed = perturbations.mixup(first, tf.gather(second, permutation), lam)
         y_mixed = perturbations.mixup(probs_teacher, tf.gather(probs_teacher, permutation), lam)
-        logits_mixed = self.logits(x_mixed, training=False)
+        with frozen_batch_stats():
+            logits_mixed = self.logits(x_mixed)
         return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
                 "loss_mixup": tf.reduce_mean(consistency(p.mixup_divergence, y_mixed, logits_mixed))}
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_advssl import analysis, perturbations
 from tf_advssl.config import ConfigError
+from tf_advssl.layers import BatchNormalization
 from tf_advssl.methods import get_method, make_params
 
 
@@ -145,6 +146,26 @@ def test_the_teacher_receives_no_gradient_only_the_ema(pairs):
     student = model.classifier.get_weights()
     for old, new, s in zip(teacher, model.teacher.get_weights(), student):
         np.testing.assert_allclose(new, decay * old + (1 - decay) * s, atol=1e-6)
+
+
+def test_batch_norm_moves_only_with_the_clean_labeled_batch_and_the_teacher_uses_batch_statistics():
+    rng = np.random.RandomState(7)
+    classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
+                                   BatchNormalization(momentum=0.9, name="bn"), keras.layers.Dense(3)])
+    model = get_method("advmixup")(classifier, make_params("advmixup", "two_circles", {}), num_classes=3,
+                                   total_steps=10, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.optimizer.build(model.trainable_for_loss())
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    hidden = classifier.get_layer("hidden")(x_l).numpy()
+    teacher_bn = model.teacher.get_layer("bn")
+    teacher_stats = [teacher_bn.moving_mean.numpy().copy(), teacher_bn.moving_variance.numpy().copy()]
+    batch_stats_logits = model.teacher_logits(x_u).numpy()
+    assert not np.allclose(batch_stats_logits, model.teacher(x_u, training=False).numpy())
+    np.testing.assert_array_equal(teacher_bn.moving_mean.numpy(), teacher_stats[0])
+    tf.function(model.train_step)(((x_l, y_l), (x_u, idx_u)))
+    np.testing.assert_allclose(classifier.get_layer("bn").moving_mean.numpy(), 0.1 * hidden.mean(axis=0),
+                               atol=1e-6)
 
 
 def test_mixing_coefficient_is_beta_distributed():

@@ -13,6 +13,8 @@ import os
 import numpy as np
 from absl import app, flags
 
+from rows import parse_row
+
 flags.DEFINE_list("methods", ["vat", "supervised"], "Methods with default settings.")
 flags.DEFINE_list("rows", [], "METHOD[:flag=value...] rows.")
 flags.DEFINE_integer("seeds", 1, "Seeds per row.")
@@ -21,15 +23,6 @@ flags.DEFINE_string("dataset", "mnist", "tfds name.")
 flags.DEFINE_string("data_dir", None, "tfds data directory.")
 flags.DEFINE_string("tfds_manual_dir", "../shared/datasets/mnist", "Original archives.")
 flags.DEFINE_string("out", "/tmp/tf_advssl_bench/mnist", "Run directories and results.")
-
-
-def parse_row(row):
-    method, *settings = row.split(":")
-    values = {}
-    for item in settings:
-        key, value = item.split("=")
-        values[key] = json.loads(value) if value not in ("True", "False") else value == "True"
-    return method, values
 
 
 def main(argv):

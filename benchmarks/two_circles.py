@@ -16,20 +16,13 @@ import time
 import numpy as np
 from absl import app, flags
 
+from rows import parse_row
+
 flags.DEFINE_list("rows", ["vat:vat_eps=0.1", "vat:vat_eps=1.0", "supervised"], "Rows to run.")
 flags.DEFINE_list("noises", ["0.01", "0.06"], "Noise levels.")
 flags.DEFINE_integer("seeds", 10, "Seeds per cell.")
 flags.DEFINE_string("out", "/tmp/tf_advssl_bench/two_circles", "Directory for runs and results.")
 flags.DEFINE_list("common", [], "flag=value settings applied to every row.")
-
-
-def parse_row(row, common):
-    method, *settings = row.split(":")
-    values = {}
-    for item in list(common) + settings:
-        key, value = item.split("=")
-        values[key] = json.loads(value) if value not in ("True", "False") else value == "True"
-    return method, values
 
 
 def main(argv):

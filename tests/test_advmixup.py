@@ -10,15 +10,7 @@ from tf_advssl.layers import BatchNormalization
 from tf_advssl.methods import get_method, make_params
 
 
-def softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def linear_classifier(weights, bias):
-    model = keras.Sequential([keras.Input((weights.shape[0],)), keras.layers.Dense(weights.shape[1])])
-    model.layers[0].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
-    return model
+from linear_models import linear_classifier, softmax  # noqa: E402
 
 
 def make(method, overrides, weights, bias, teacher=None, lr=0.1):

@@ -104,18 +104,6 @@ class AdvMixup(SSLModel):
     loss_names = ("loss_nll", "loss_mixup")
     needs_teacher = True
 
-    def __init__(self, classifier, params, **kwargs):
-        super().__init__(classifier, params, **kwargs)
-        for layer in _all_layers(self.teacher):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = True  # batch statistics in training mode; weights stay EMA-only
-
-    def teacher_logits(self, x, training=True):
-        """f_t(x) normalised with the batch's statistics (the reference implementations run
-        the EMA model in training mode); its moving statistics are left alone."""
-        with frozen_batch_stats():
-            return super().teacher_logits(x, training=training)
-
     # ----- random draws (methods, so tests can fix them) ----------------------------
     def mixup_lambda(self):
         return perturbations.sample_beta(self.params.mixup_alpha, seed=self.seed_generator)
@@ -159,13 +147,6 @@ class AdvMixup(SSLModel):
             data.y_test[:1000], eps=eps, xi=self.params.vat_xi)
         analysis.write_table(result, os.path.join(workdir, "interpolation_paths.csv"))
         plotting.interpolation_path_figure(result, os.path.join(workdir, "interpolation_paths.png"))
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 class ICT(AdvMixup):

@@ -27,6 +27,7 @@ from keras.src.losses.loss import scale_loss_for_distribution
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
+from tf_advssl.layers import frozen_batch_stats
 
 
 def param(default, help: str, **metadata):
@@ -61,6 +62,14 @@ def sigmoid_rampup(step, rampup_steps):
         return tf.constant(1.0)
     t = tf.clip_by_value(tf.cast(step, tf.float32) / float(rampup_steps), 0.0, 1.0)
     return tf.exp(-5.0 * tf.square(1.0 - t))
+
+
+def _all_layers(model):
+    """Every layer nested in ``model`` (depth first)."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 class SSLModel(keras.Model):
@@ -101,6 +110,12 @@ class SSLModel(keras.Model):
         if self.needs_teacher or eval_ema:
             self.teacher = keras.models.clone_model(classifier)
             self.teacher.trainable = False
+            for layer in _all_layers(self.teacher):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    # Batch statistics in training mode (as the reference Mean Teacher, ICT
+                    # and AdvMixup code run the EMA model); the teacher's weights and moving
+                    # statistics still change only through the EMA in ``update_teacher``.
+                    layer.trainable = True
             for target, source in zip(self.teacher.weights, self.classifier.weights):
                 target.assign(source)
         self.error_tracker = keras.metrics.Mean(name="error")  # percent
@@ -123,8 +138,13 @@ class SSLModel(keras.Model):
         return self.classifier(x, training=training)
 
     def teacher_logits(self, x, training=True):
+        """Logits of the EMA teacher (or the classifier when there is none), a constant.
+
+        In training mode batch-norm layers normalise with the batch's statistics and
+        update no moving averages."""
         model = self.teacher if self.teacher is not None else self.classifier
-        return tf.stop_gradient(model(x, training=training))
+        with frozen_batch_stats():
+            return tf.stop_gradient(model(x, training=training))
 
     def trainable_for_loss(self):
         """Variables the summed loss is differentiated against."""

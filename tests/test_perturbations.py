@@ -30,15 +30,16 @@ def cosine(a, b):
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+@pytest.mark.parametrize("xi", [1e-3, 0.0])
 @pytest.mark.parametrize("num_classes,iterations", [(2, 1), (4, 40)])
-def test_vat_direction_is_top_eigenvector(num_classes, iterations):
+def test_vat_direction_is_top_eigenvector(num_classes, iterations, xi):
     rng = np.random.RandomState(0)
     dim = 6
     weights, bias = rng.normal(size=(dim, num_classes)), rng.normal(size=num_classes)
     x = rng.normal(size=(3, dim)).astype(np.float32)
     model = linear_model(weights, bias)
     r_adv = perturbations.vat_perturbation(
-        lambda v: model(v), x, model(x), xi=1e-3, eps=2.0, num_power_iterations=iterations,
+        lambda v: model(v), x, model(x), xi=xi, eps=2.0, num_power_iterations=iterations,
         seed=keras.random.SeedGenerator(1)).numpy()
     for n in range(len(x)):
         expected, values = top_eigenvector(weights, bias, x[n])
@@ -110,3 +111,32 @@ def test_l2_normalize_rows_have_unit_norm():
     d = np.array([[3.0, 4.0], [1e-9, 0.0], [-2.0, 0.0]], np.float32)
     norms = np.linalg.norm(perturbations.l2_normalize(d).numpy(), axis=1)
     np.testing.assert_allclose(norms, [1.0, 1.0, 1.0], rtol=1e-3)
+
+
+def test_gauss_newton_product_equals_hessian_times_vector():
+    rng = np.random.RandomState(3)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    d = rng.normal(size=(2, 4)).astype(np.float32)
+    model = linear_model(weights, bias)
+    hd = perturbations.gauss_newton_product(lambda v: model(v), x, model(x), d).numpy()
+    for n in range(len(x)):
+        p = softmax(x[n] @ weights + bias)
+        expected = weights @ (np.diag(p) - np.outer(p, p)) @ weights.T @ d[n]
+        np.testing.assert_allclose(hd[n], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_exact_vat_direction_on_a_relu_network_matches_small_xi_in_float64_sense():
+    """On a ReLU MLP the exact direction equals the finite difference with a moderate
+    xi (no kink crossed), while xi = 1e-6 in float32 is visibly rounded."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(50, activation="relu"),
+                              keras.layers.Dense(2)])
+    x = np.random.RandomState(0).normal(size=(64, 2)).astype(np.float32)
+    start = np.random.RandomState(1).normal(size=(64, 2)).astype(np.float32)
+    exact = perturbations.vat_perturbation(lambda v: model(v), x, model(x), xi=0.0, eps=1.0,
+                                           initial_direction=start).numpy()
+    small = perturbations.vat_perturbation(lambda v: model(v), x, model(x), xi=1e-4, eps=1.0,
+                                           initial_direction=start).numpy()
+    cosines = np.abs(np.sum(exact * small, axis=1))
+    assert np.median(cosines) > 0.999

@@ -8,6 +8,7 @@ float32 whatever the network's precision, and return tensors shaped like ``x``.
 * ``fgsm`` (L-inf, Goodfellow et al. 2015): x + eps sign(grad_x L).
 * ``fgm`` (L2, Miyato et al. 2017): x + eps grad_x L / ||grad_x L||_2.
 * ``pgd``: iterated steps of either, projected onto the eps-ball (Madry et al. 2018).
+* ``prediction_survives``: does the predicted class survive an FGSM/FGM step (SCAR).
 * ``hard_concrete_mask``: multiplicative masks z in [0, 1] of xAT / xVAT
   (Hard Concrete, Louizos et al. 2018), with ``hard_concrete_nonzero_probability``
   for their expected L0 norm.
@@ -66,7 +67,9 @@ def vat_perturbation(logits_fn: Callable, x, logits_clean, *, xi: float, eps,
       logits_fn: x -> logits (the classifier in training mode).
       x: inputs (batch, ...), model space.
       logits_clean: logits on ``x``; treated as a constant target.
-      xi: finite-difference radius of the power iteration (official default 1e-6).
+      xi: finite-difference radius of the power iteration (official default 1e-6);
+        0 means the exact limit xi -> 0 (``gauss_newton_product``), which does not
+        depend on the precision of x + xi d (float16 rounds 1e-6 away).
       eps: L2 radius of the perturbation (scalar or per-example (batch, 1, ...)).
       num_power_iterations: power iterations (1 in the paper).
       seed: seed for the random start (a keras SeedGenerator or int).
@@ -80,11 +83,35 @@ def vat_perturbation(logits_fn: Callable, x, logits_clean, *, xi: float, eps,
     else:
         d = tf.cast(initial_direction, tf.float32)
     for _ in range(num_power_iterations):
-        d = xi * l2_normalize(d)
-        d = input_gradient(
-            lambda d_: tf.reduce_sum(losses.kl_divergence(logits_clean, logits_fn(x + d_))), d)
-        # Each example's gradient is H_n xi d_n: one power-iteration step per example.
+        if xi > 0:
+            d = xi * l2_normalize(d)
+            d = input_gradient(
+                lambda d_: tf.reduce_sum(losses.kl_divergence(logits_clean, logits_fn(x + d_))), d)
+            # Each example's gradient is H_n xi d_n: one power-iteration step per example.
+        else:
+            d = gauss_newton_product(logits_fn, x, logits_clean, l2_normalize(d))
     return tf.stop_gradient(eps * l2_normalize(d))
+
+
+def gauss_newton_product(logits_fn: Callable, x, logits_clean, d):
+    """H d for H = J^T (diag(p) - p p^T) J, the Hessian of KL(p(.|x) || p(.|x + r)) at r = 0
+    (J: Jacobian of the logits in x, p: the clean prediction); the xi -> 0 limit of the
+    finite-difference power iteration, exact in any precision.
+
+    One forward pass carrying the tangent d (forward-mode J d) and one backward pass
+    (J^T v); BN statistics are not updated.
+    """
+    x = tf.cast(x, tf.float32)
+    p = tf.nn.softmax(tf.stop_gradient(tf.cast(logits_clean, tf.float32)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        with tf.autodiff.ForwardAccumulator(primals=x, tangents=tf.cast(d, tf.float32)) as accumulator:
+            with frozen_batch_stats():
+                logits = logits_fn(x)
+        jd = tf.cast(accumulator.jvp(logits), tf.float32)
+    v = p * jd - p * tf.reduce_sum(p * jd, axis=-1, keepdims=True)
+    hd = tape.gradient(logits, x, output_gradients=tf.cast(v, logits.dtype))
+    return tf.stop_gradient(tf.cast(hd, tf.float32))
 
 
 def gradient_step(loss_fn: Callable, x, eps, norm: str):
@@ -100,6 +127,21 @@ def fgsm(loss_fn: Callable, x, eps):
 def fgm(loss_fn: Callable, x, eps):
     """Fast gradient method (L2): x + eps * grad / ||grad||_2."""
     return gradient_step(loss_fn, x, eps, "l2")
+
+
+def prediction_survives(logits_fn: Callable, x, eps, *, norm: str = "linf", clip_min=None, clip_max=None):
+    """The SCAR criterion (Yang, Kim, Kim, Algorithm 1): the predicted class of each
+    example and whether it survives one gradient step of size ``eps`` (FGSM for
+    ``linf``, FGM for ``l2``) that raises the cross-entropy of that class.
+
+    Returns ``(classes, survives)``: int64 (batch,) and bool (batch,).
+    """
+    x = tf.cast(x, tf.float32)
+    classes = tf.argmax(logits_fn(x), axis=-1)
+    x_adv = gradient_step(
+        lambda v: tf.reduce_sum(losses.cross_entropy(classes, logits_fn(v))), x, eps, norm)
+    x_adv = _clip(x_adv, clip_min, clip_max)
+    return classes, tf.equal(tf.argmax(logits_fn(x_adv), axis=-1), classes)
 
 
 def project(delta, eps, norm: str):

@@ -167,3 +167,27 @@ def test_dataset_defaults_then_overrides():
 
 def test_no_params_placeholder_is_only_for_parameterless_methods():
     assert get_method("supervised").Params is NoParams
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "ict", "advmixup"])
+def test_teacher_normalises_with_batch_statistics_and_keeps_its_moving_averages(method):
+    """The EMA teacher's forward pass in training mode uses the batch's statistics (as the
+    reference implementations), and neither its nor the student's moving averages move
+    because of it; the teacher's moving averages change only through the EMA."""
+    rng = np.random.RandomState(6)
+    model = make(method, bn_classifier())
+    x = rng.normal(loc=3.0, size=(8, 3)).astype(np.float32)
+    teacher_bn = model.teacher.get_layer("bn")
+    student_bn = model.classifier.get_layer("bn")
+    before = [v.numpy().copy() for v in (teacher_bn.moving_mean, teacher_bn.moving_variance,
+                                         student_bn.moving_mean, student_bn.moving_variance)]
+    logits = model.teacher_logits(tf.constant(x)).numpy()
+    hidden = model.teacher.get_layer("hidden")(x).numpy()
+    normalised = (hidden - hidden.mean(0)) / np.sqrt(hidden.var(0) + teacher_bn.epsilon)
+    last = model.teacher.layers[-1]
+    expected = normalised @ last.kernel.numpy() + last.bias.numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    after = [v.numpy() for v in (teacher_bn.moving_mean, teacher_bn.moving_variance,
+                                 student_bn.moving_mean, student_bn.moving_variance)]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,191 @@
+"""Helper process of tests/test_distribution.py (started with sys.executable; not a test).
+
+    python tests/distributed_worker.py replicas --out=RESULT.json [--methods=vat,at]
+    python tests/distributed_worker.py train --config=CONFIG.json --out=METRICS.json
+
+``replicas``: splits the CPU into two virtual devices (this has to happen before
+TensorFlow initialises, hence a process of its own), then for every method
+builds the same tiny model twice, under the default strategy (one device) and
+under a MirroredStrategy over the two devices, runs two training steps on the
+same global batches from ``data.train_dataset`` (split across the replicas by
+``distribution.distribute_train_dataset``) and writes, per method, the largest
+difference of every model and optimizer variable (weights, batch-norm moving
+statistics, EMA teacher, Temporal Ensembling's table, xVAT's table, generators,
+discriminators, optimizer slots, random-generator states) and of the logged
+loss terms, plus the batch shapes each replica received.
+
+``train``: ``training.run`` of the config in CONFIG.json (TF_CONFIG from the
+environment for --strategy=multi_worker), metrics to METRICS.json.
+
+Both modes control randomness (``replica_consistent_random``), because one
+device and two replicas do not draw the same random numbers (each replica
+advances its own copy of the same generator state): every per-example draw of
+shape (n, ...) is made as the draw of the global batch (R n, ...) and each
+replica keeps its own slice, so the noise of an example does not depend on R;
+scalar draws (mixup's lambda) are shared anyway.  Random permutations
+(``keras.random.shuffle``: mixup partners of AdvMixup, ICT and MixMatch) are
+replaced by the identity, since partners from other replicas cannot be
+reproduced: for those methods the mixing itself is not compared, the rest of
+their step is.  The tiny networks have no dropout and the inputs are 2-D (no
+augmentation layers), whose random draws would not be covered by the patch.
+Batch norm is synchronized (``sync_batch_norm``: FM-GAN's generator, and the
+classifiers of ``BATCH_NORM_METHODS``, run a second time with batch norm).  VAT
+and AdvMixup use the exact power iteration (``vat_xi=0``): the float32 finite
+difference (xi = 1e-6) carries round-off of ~1e-7 in logit differences of
+~1e-6, which a different batch split changes (differences of ~1e-4 in the
+update instead of ~1e-7).
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def replica_consistent_random():
+    """Patch keras.random as described in the module docstring (for this process)."""
+    import keras
+    import tensorflow as tf
+
+    def sliced(draw):
+        def patched(shape, *args, **kwargs):
+            context = tf.distribute.get_replica_context()
+            rank = len(shape) if isinstance(shape, (tuple, list)) else int(shape.shape[0])
+            if rank == 0 or context is None or context.num_replicas_in_sync == 1:
+                return draw(shape, *args, **kwargs)
+            if isinstance(shape, (tuple, list)):
+                shape = tf.stack([tf.cast(d, tf.int32) for d in shape])
+            shape = tf.cast(shape, tf.int32)
+            replicas = context.num_replicas_in_sync
+            values = draw(tf.concat([shape[:1] * replicas, shape[1:]], 0), *args, **kwargs)
+            start = tf.cast(context.replica_id_in_sync_group, tf.int32) * shape[0]
+            return values[start:start + shape[0]]
+        return patched
+
+    for name in ("normal", "uniform", "gamma", "randint"):
+        setattr(keras.random, name, sliced(getattr(keras.random, name)))
+    keras.random.shuffle = lambda x, axis=0, seed=None: x
+
+
+# Also run with batch norm in the classifier (synchronized); the VAT family is left out:
+# its finite-difference power iteration is too noisy in float32 for a sharp comparison and
+# the exact one refuses synchronized batch norm (distribution.check_config).
+BATCH_NORM_METHODS = ("supervised", "at", "pi_model", "temporal_ensembling", "xvat")
+
+
+def tiny_config(method, batch_norm=False):
+    from tf_advssl import training
+    from tf_advssl.config import Config
+
+    return training.validate(Config(
+        method=method, dataset="two_circles", mlp_widths=(8,), mlp_batch_norm=batch_norm, sync_batch_norm=True,
+        dropout=0.0, num_train_synthetic=16, num_test_synthetic=8, batch_size=4, unlabeled_batch_size=8,
+        train_steps=10, learning_rate=0.01, verbose=0, export=False,
+        method_params={"aae_hidden_units": 8, "fm_gan_hidden_units": 8, "fm_gan_noise_dim": 4,
+                       "pseudo_label_threshold": 0.0, "vat_xi": 0.0}))
+
+
+def run_steps(config, data, strategy, steps):
+    """(variables as numpy, logs of each step, per-replica batch shapes) after ``steps`` steps."""
+    import keras
+    import tensorflow as tf
+
+    from tf_advssl import data as data_lib
+    from tf_advssl import distribution, training
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = training.build_model(config, data.spec, len(data.x_train))
+
+    def make_dataset(num_replicas=1, first_replica=0, num_local_replicas=None):
+        return data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size, seed=config.seed,
+                                      num_replicas=num_replicas, first_replica=first_replica,
+                                      num_local_replicas=num_local_replicas)
+
+    if strategy.num_replicas_in_sync == 1:
+        dataset = make_dataset()
+        shapes = [[int(d) for d in tf.nest.flatten(next(iter(dataset)))[0].shape]]
+    else:
+        dataset = distribution.distribute_train_dataset(strategy, make_dataset)
+        first = next(iter(dataset))
+        shapes = [[int(d) for d in tf.nest.flatten(local)[0].shape] + [int(tf.nest.flatten(local)[2].shape[0])]
+                  for local in strategy.experimental_local_results(first)]
+    iterator = iter(dataset)
+    model.make_train_function()
+    logs = [{k: float(v) for k, v in model.train_function(iterator).items()} for _ in range(steps)]
+    checkpoint = training.checkpoint_for(model)
+    variables = [v.numpy() for v in checkpoint.model_variables + checkpoint.optimizer_variables]
+    names = [v.path for v in checkpoint.model_variables + checkpoint.optimizer_variables]
+    return variables, names, logs, shapes
+
+
+def replicas_mode(args):
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    replica_consistent_random()
+    import numpy as np
+
+    from tf_advssl import data as data_lib
+    from tf_advssl import distribution, methods
+
+    from tf_advssl.config import ConfigError
+
+    names = args.methods.split(",") if args.methods else sorted(methods.METHODS)
+    runs = [(name, False) for name in names] + [(name, True) for name in BATCH_NORM_METHODS if name in names]
+    results = {}
+    for method, batch_norm in runs:
+        key = method + ("+batch_norm" if batch_norm else "")
+        try:
+            config = tiny_config(method, batch_norm)
+        except ConfigError as error:  # needs more than a tiny config (e.g. SCAR's pretrained run)
+            results[key] = {"skipped": str(error)}
+            continue
+        data = data_lib.load(config)
+        one, variable_names, logs_one, shapes_one = run_steps(config, data, tf.distribute.get_strategy(), 2)
+        mirrored = distribution.make_strategy("mirrored")
+        two, _, logs_two, shapes_two = run_steps(config, data, mirrored, 2)
+        differences = [float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+                       for a, b in zip(one, two)]
+        worst = int(np.argmax(differences))
+        moved = max(float(np.max(np.abs(a.astype(np.float64)))) for a in one if a.size)
+        results[key] = {
+            "max_variable_difference": max(differences), "worst_variable": variable_names[worst],
+            "num_variables": len(one), "same_count": len(one) == len(two), "largest_value": moved,
+            "max_log_difference": max(abs(a[k] - b[k]) for a, b in zip(logs_one, logs_two) for k in a),
+            "shapes_one_device": shapes_one, "shapes_per_replica": shapes_two,
+            "num_replicas": mirrored.num_replicas_in_sync,
+        }
+        print(key, results[key], flush=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def train_mode(args):
+    from tf_advssl import training
+    from tf_advssl.config import Config
+
+    with open(args.config) as f:
+        config = Config.from_json(f.read())
+    replica_consistent_random()
+    metrics = training.run(config)
+    with open(args.out, "w") as f:
+        json.dump({k: v for k, v in metrics.items() if k != "history"}, f)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["replicas", "train"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--methods", default="")
+    parser.add_argument("--config", default="")
+    args = parser.parse_args()
+    replicas_mode(args) if args.mode == "replicas" else train_mode(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""One training step on several devices and hosts (``tf.distribute``).
+
+    --strategy=default       one device
+    --strategy=mirrored      MirroredStrategy over the visible devices of this host
+    --strategy=multi_worker  MultiWorkerMirroredStrategy over the hosts listed in TF_CONFIG
+                             (every host runs the same command; README, "Training on a cluster")
+
+What makes R replicas compute the single-device update of a global batch:
+
+* Input.  Each step's global batch is what the flags say (--batch_size labeled,
+  --unlabeled_batch_size unlabeled examples).  It is cut into R equal
+  consecutive slices and slice r goes to replica r (``train_dataset``; both
+  batch sizes must divide by R).  Each host reads only its own replicas' slices.
+* Losses.  A replica's terms are means over its slice; the train steps divide
+  them by R (``scale_loss_for_distribution``) and the optimizer sums the
+  gradients of all replicas: sum_r (1/R) mean_r = the global mean.  A term that
+  is not a mean of per-example values uses global batch statistics instead:
+  ``replica_mean`` (FM-GAN's feature means) and synchronized batch norm
+  (``--sync_batch_norm``; without it every replica normalises with the
+  statistics of its own slice, and keeps its own moving averages: the
+  checkpoint and the export hold replica 0's).
+* Per-example state (Temporal Ensembling's prediction table; the xVAT
+  transductive table is trainable and goes through the optimizer's sum): every
+  replica applies the update of the whole global batch (``gather_replicas``),
+  so all copies stay identical.
+* Random draws.  Every replica advances its own copy of the same generator
+  state, so replica r draws the same numbers for row i of its slice as replica
+  0 does for row i of its slice (noise is independent of the data, but
+  correlated across replicas); mixup partners (AdvMixup, ICT, MixMatch) are
+  chosen within a replica's slice.  These are the places where R replicas do
+  not reproduce one device; ``tests/distributed_worker.py`` states how the
+  equality test controls them.
+
+Multi-worker runs: the chief (task ``chief``, else ``worker`` 0) writes the run
+directory; the other workers write their checkpoints and logs to a scratch
+directory and, when resuming, read the chief's checkpoints, so resumption
+needs the run directory on a filesystem all hosts see.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tf_advssl.config import ConfigError
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy of ``--strategy=name``.  ``multi_worker`` must be created before
+    TensorFlow runs any op in the process (collective ops are configured at start-up)."""
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        if devices[0].device_type == "GPU":
+            return tf.distribute.MirroredStrategy()  # NCCL all-reduce
+        # CPU devices: reduce on one device.  TF's default collective all-reduce misorders the
+        # collectives of steps with two optimizers (AdvGen, AAE, FM-GAN) on virtual CPU devices.
+        return tf.distribute.MirroredStrategy([d.name for d in devices],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                              "(cluster and this task); see README, 'Training on a cluster'")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ConfigError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def task(strategy) -> tuple:
+    """(task_type, task_id) of this process in a multi-worker cluster, (None, 0) otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None, 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy) -> bool:
+    """True for the process that writes the run directory (the only one outside multi-worker)."""
+    task_type, task_id = task(strategy)
+    if task_type is None or task_type == "chief":
+        return True
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def scratch_dir(workdir: str, strategy) -> str:
+    """Where a non-chief worker writes (checkpoints, logs): a fresh temporary directory."""
+    task_type, task_id = task(strategy)
+    name = os.path.basename(os.path.normpath(workdir)) or "run"
+    return tempfile.mkdtemp(prefix=f"tf_advssl_{name}_{task_type}{task_id}_")
+
+
+def check_config(config, num_replicas: int) -> None:
+    """What a run on ``num_replicas`` replicas needs. Raises ConfigError.
+
+    Both global batch sizes must split evenly over the replicas.  Synchronized batch
+    norm cannot be combined with VAT's exact power iteration (--vat_xi=0, or any mixed
+    precision policy): its forward-mode product does not pass through the cross-replica
+    statistics."""
+    for name in ("batch_size", "unlabeled_batch_size"):
+        value = getattr(config, name)
+        if value % num_replicas:
+            raise ConfigError(f"--{name}={value} does not divide by the {num_replicas} replicas of "
+                              f"--strategy={config.strategy}; the global batch is split evenly")
+    exact_vat = "vat_xi" in config.method_params and (
+        config.method_params["vat_xi"] == 0 or config.mixed_precision != "float32")
+    if config.sync_batch_norm and num_replicas > 1 and exact_vat:
+        raise ConfigError(f"--sync_batch_norm with --method={config.method} needs the finite-difference power "
+                          f"iteration (--vat_xi > 0, --mixed_precision=float32); the exact one does not "
+                          f"pass through cross-replica batch statistics")
+
+
+def replica_slices(input_context) -> tuple:
+    """(num_replicas, first, count): the replicas whose slices this input pipeline reads."""
+    per_pipeline = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    return (input_context.num_replicas_in_sync, input_context.input_pipeline_id * per_pipeline,
+            per_pipeline)
+
+
+def distribute_train_dataset(strategy, make_dataset):
+    """A distributed dataset of per-replica batches.
+
+    ``make_dataset(num_replicas, first, count)`` returns the stream that yields,
+    for each step, the slices of replicas ``first .. first + count - 1`` one
+    after the other (``data.train_dataset`` does); one element per local replica
+    and step is what ``distribute_datasets_from_function`` hands out, in order.
+    """
+    return strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(*replica_slices(context)))
+
+
+def gather_replicas(value):
+    """``value`` of every replica concatenated along axis 0 in replica order (the
+    global batch); ``value`` itself on a single replica.  Call in replica context."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
+def replica_mean(value):
+    """Mean of ``value`` over the replicas (differentiable: the gradient is averaged
+    back); ``value`` itself on a single replica.  With equal slices, the replica mean
+    of per-slice batch means is the global batch mean."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
+
+def synchronize_batch_norm(model) -> int:
+    """Make every BatchNormalization layer in ``model`` compute its batch statistics
+    over all replicas (Keras ``synchronized=True``). Returns the number of layers."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count
+
+
+def cluster_config(hosts, task_type: str, task_id: int) -> str:
+    """TF_CONFIG for a cluster of ``hosts`` ("host:port" of each worker, chief first)."""
+    return json.dumps({"cluster": {"worker": list(hosts)}, "task": {"type": task_type, "index": int(task_id)}})

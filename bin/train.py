@@ -59,7 +59,9 @@ HELP = {
     "verbose": "Progress bar: 1 on, 0 off.",
     "export": "Write a SavedModel to WORKDIR/export/<version> at the end.",
     "mixed_precision": "float32, mixed_float16 or mixed_bfloat16.",
-    "strategy": "default, mirrored or multi_worker.",
+    "strategy": "default (one device), mirrored (all devices of this host) or multi_worker (the hosts "
+                "in TF_CONFIG); the global batch is split across replicas.",
+    "sync_batch_norm": "Batch-norm statistics over the global batch (all replicas) instead of each replica's.",
 }
 
 

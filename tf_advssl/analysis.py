@@ -26,14 +26,15 @@ DEFAULT_LAMBDAS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 
 def interpolation_path_errors(logits_fn, x, y, *, eps: float, xi: float = 1e-6, lambdas=DEFAULT_LAMBDAS,
-                              seed: int = 0, batch_size: int = 500) -> dict:
+                              seed: int = 0, batch_size: int = 500, compute_dtype=None) -> dict:
     """Error in percent along real-real and real-adversarial paths, per lam.
 
     Args:
       logits_fn: model-space inputs -> logits (inference mode).
       x, y: model-space inputs (n, ...) and int labels (n,); pairs are (i, perm(i))
         for a permutation drawn from ``seed``.
-      eps, xi: radius and finite-difference step of the VAT direction.
+      eps, xi: radius and finite-difference step of the VAT direction (``compute_dtype``: the
+        network's, see ``perturbations.power_iteration_xi``).
     Returns {"lambda": [...], "real_real": [...], "real_adversarial": [...]}.
     """
     x = tf.cast(x, tf.float32)
@@ -48,7 +49,7 @@ def interpolation_path_errors(logits_fn, x, y, *, eps: float, xi: float = 1e-6, 
         x_j = tf.gather(x, partner[batch])
         y_i, y_j = y[batch], y[partner[batch]]
         r_j = perturbations.vat_perturbation(logits_fn, x_j, logits_fn(x_j), xi=xi, eps=eps,
-                                             seed=seed + start)
+                                             seed=seed + start, compute_dtype=compute_dtype)
         for k, lam in enumerate(lambdas):
             for totals, end in ((real_real, x_j), (real_adversarial, x_j + r_j)):
                 predicted = np.argmax(logits_fn(perturbations.mixup(x_i, end, lam)).numpy(), axis=-1)

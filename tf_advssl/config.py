@@ -70,6 +70,7 @@ class Config:
     # Scale (see docs): precision policy and distribution strategy.
     mixed_precision: str = "float32"
     strategy: str = "default"
+    sync_batch_norm: bool = False         # batch-norm statistics over all replicas
 
     # Method hyper-parameters (fields of the method's Params dataclass).
     method_params: dict = dataclasses.field(default_factory=dict)

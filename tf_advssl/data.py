@@ -578,7 +578,8 @@ def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, seed: int,
-                  start_step: int = 0) -> tf.data.Dataset:
+                  start_step: int = 0, num_replicas: int = 1, first_replica: int = 0,
+                  num_local_replicas: Optional[int] = None) -> tf.data.Dataset:
     """Infinite stream of ``((x_l, y_l), (x_u, idx_u))`` training batches.
 
     ``x_l``: ``(batch_size,) + input_shape`` float32 (preprocessed), ``y_l``:
@@ -589,6 +590,12 @@ def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, see
     derived from ``seed`` (see :func:`_index_stream`).  The batches from
     ``start_step`` on are exactly those an uninterrupted stream yields from
     that step.
+
+    Distribution: with ``num_replicas > 1`` each global batch (the sizes above)
+    is cut into ``num_replicas`` equal consecutive slices, and the stream yields,
+    for every step, the slices of replicas ``first_replica`` ..
+    ``first_replica + num_local_replicas - 1`` (default: all) one after the
+    other.  Only those rows are read and preprocessed.
     """
     x_all = tf.constant(data.x_train)
     y_all = tf.constant(data.y_train.astype(np.int64))
@@ -602,12 +609,24 @@ def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, see
     def unlabeled_batch(idx):
         return preprocess(tf.gather(x_all, idx)), idx
 
-    labeled_ds = _index_stream(data.num_labeled, batch_size, seed, LABELED_STREAM_OFFSET,
-                               start_step).map(labeled_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    unlabeled_ds = _index_stream(data.num_unlabeled, unlabeled_batch_size, seed,
-                                 UNLABELED_STREAM_OFFSET, start_step).map(
-        unlabeled_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = tf.data.Dataset.zip((labeled_ds, unlabeled_ds)).prefetch(tf.data.AUTOTUNE)
+    positions = tf.data.Dataset.zip((
+        _index_stream(data.num_labeled, batch_size, seed, LABELED_STREAM_OFFSET, start_step),
+        _index_stream(data.num_unlabeled, unlabeled_batch_size, seed, UNLABELED_STREAM_OFFSET, start_step)))
+    if num_replicas > 1:
+        count = num_replicas - first_replica if num_local_replicas is None else num_local_replicas
+        if batch_size % num_replicas or unlabeled_batch_size % num_replicas:
+            raise ConfigError(f"batch sizes {batch_size} and {unlabeled_batch_size} do not divide by "
+                              f"{num_replicas} replicas")
+
+        def local_slices(labeled_positions, unlabeled_idx):
+            labeled_positions = tf.reshape(labeled_positions, [num_replicas, -1])
+            unlabeled_idx = tf.reshape(unlabeled_idx, [num_replicas, -1])
+            local = slice(first_replica, first_replica + count)
+            return tf.data.Dataset.from_tensor_slices((labeled_positions[local], unlabeled_idx[local]))
+
+        positions = positions.flat_map(local_slices)
+    ds = positions.map(lambda p, q: (labeled_batch(p), unlabeled_batch(q)),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return _deterministic(ds)
 
 

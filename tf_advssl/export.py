@@ -5,6 +5,18 @@ The ``serving_default`` signature takes raw inputs (uint8 images of the
 dataset's shape, or float32 feature vectors) under the name ``inputs`` and
 returns ``probabilities`` (float32, batch x classes) and ``classes`` (int64);
 preprocessing (scaling, mean, ZCA) is part of the graph.
+
+The ``robust_predict`` signature takes the same ``inputs`` and ``eps`` (float32,
+one per example, in raw input units: pixel values 0..255 for images, e.g. 8.0
+for 8/255) and also returns ``survives`` (bool): whether the predicted class is
+still predicted after one FGSM step of size eps against it (the SCAR criterion,
+``perturbations.prediction_survives``), taken in raw input space through the
+preprocessing and clipped to the raw range (0..255 for images; unclipped
+vectors).  Signatures have no default values: a client always sends ``eps``.
+
+Inputs of another dtype or shape are rejected by the signature before any
+computation (TF Serving answers with an error naming the expected dtype or
+shape); ``tf_advssl.serving.check_inputs`` gives the same check client-side.
 """
 from __future__ import annotations
 
@@ -12,6 +24,10 @@ import os
 
 import keras
 import tensorflow as tf
+
+from tf_advssl import perturbations
+
+SIGNATURES = ("serving_default", "robust_predict")
 
 
 def next_version(export_base: str) -> int:
@@ -25,6 +41,19 @@ def next_version(export_base: str) -> int:
 def serving_input_spec(spec) -> tf.TensorSpec:
     dtype = tf.uint8 if spec.raw_dtype == "uint8" else tf.float32
     return tf.TensorSpec((None,) + tuple(spec.input_shape), dtype, name="inputs")
+
+
+def check_shape(inputs, spec):
+    """An assertion op: ``inputs`` has shape (batch,) + spec.input_shape, with a message
+    naming the expected and the received shape (a serving signature does not check it)."""
+    expected = tf.constant(spec.input_shape, tf.int32)
+    shape = tf.shape(inputs)
+    rank_ok = tf.equal(tf.size(shape), len(spec.input_shape) + 1)
+    padded = tf.concat([shape[1:], tf.zeros([len(spec.input_shape)], tf.int32)], 0)[:len(spec.input_shape)]
+    ok = tf.logical_and(rank_ok, tf.reduce_all(tf.equal(padded, expected)))
+    return tf.debugging.Assert(ok, [f"inputs must have shape (batch, {', '.join(map(str, spec.input_shape))}) "
+                                    f"and dtype {serving_input_spec(spec).dtype.name}; got shape", shape],
+                               summarize=len(spec.input_shape) + 4)
 
 
 def export_saved_model(predict_logits, spec, preprocessor, export_base: str, version: int | None = None,
@@ -43,14 +72,31 @@ def export_saved_model(predict_logits, spec, preprocessor, export_base: str, ver
         raise FileExistsError(f"export version directory {path} already exists; "
                               f"choose another version (next free: {next_version(export_base)})")
 
+    def raw_logits(inputs):
+        with tf.control_dependencies([check_shape(inputs, spec)]):
+            inputs = tf.identity(inputs)
+        return tf.cast(predict_logits(preprocessor(inputs), training=False), tf.float32)
+
     def serve(inputs):
-        logits = tf.cast(predict_logits(preprocessor(inputs), training=False), tf.float32)
+        logits = raw_logits(inputs)
         return {"probabilities": tf.nn.softmax(logits),
                 "classes": tf.argmax(logits, axis=-1, output_type=tf.int64)}
+
+    clip_min, clip_max = spec.pixel_range if spec.pixel_range is not None else (None, None)
+
+    def robust_predict(inputs, eps):
+        raw = tf.cast(inputs, tf.float32)
+        eps = tf.reshape(eps, [-1] + [1] * len(spec.input_shape))
+        outputs = serve(raw)
+        _, outputs["survives"] = perturbations.prediction_survives(raw_logits, raw, eps, norm="linf",
+                                                                   clip_min=clip_min, clip_max=clip_max)
+        return outputs
 
     archive = keras.export.ExportArchive()
     archive.track(track if track is not None else predict_logits)
     archive.add_endpoint("serving_default", serve, input_signature=[serving_input_spec(spec)])
+    archive.add_endpoint("robust_predict", robust_predict,
+                         input_signature=[serving_input_spec(spec), tf.TensorSpec((None,), tf.float32, name="eps")])
     os.makedirs(export_base, exist_ok=True)
     archive.write_out(path, verbose=False)
     return path

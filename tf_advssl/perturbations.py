@@ -59,8 +59,21 @@ def input_gradient(loss_fn: Callable, x):
     return tf.stop_gradient(tape.gradient(loss, x))
 
 
+LOW_PRECISION_DTYPES = ("float16", "bfloat16")
+
+
+def power_iteration_xi(xi: float, compute_dtype=None) -> float:
+    """The finite-difference radius VAT can use with a network computing in ``compute_dtype``:
+    ``xi`` in float32, 0 (the exact product, ``gauss_newton_product``) in float16 / bfloat16,
+    where x + xi d rounds back to x (xi = 1e-6 is below their resolution of ~1e-3 / ~1e-2
+    at |x| ~ 1) and the finite-difference gradient is zero or noise."""
+    if compute_dtype is not None and tf.as_dtype(compute_dtype).name in LOW_PRECISION_DTYPES:
+        return 0.0
+    return float(xi)
+
+
 def vat_perturbation(logits_fn: Callable, x, logits_clean, *, xi: float, eps,
-                     num_power_iterations: int = 1, seed=None, initial_direction=None):
+                     num_power_iterations: int = 1, seed=None, initial_direction=None, compute_dtype=None):
     """Virtual adversarial perturbation r_vadv, shape of ``x``.
 
     Args:
@@ -74,7 +87,11 @@ def vat_perturbation(logits_fn: Callable, x, logits_clean, *, xi: float, eps,
       num_power_iterations: power iterations (1 in the paper).
       seed: seed for the random start (a keras SeedGenerator or int).
       initial_direction: optional start direction instead of a random one.
+      compute_dtype: the network's compute dtype (e.g. ``model.compute_dtype``); under
+        float16 / bfloat16 the power iteration uses the exact product whatever ``xi``
+        (``power_iteration_xi``).  None: as float32.
     """
+    xi = power_iteration_xi(xi, compute_dtype)
     x = tf.cast(x, tf.float32)
     logits_clean = tf.stop_gradient(tf.cast(logits_clean, tf.float32))
     if initial_direction is None:
@@ -99,7 +116,10 @@ def gauss_newton_product(logits_fn: Callable, x, logits_clean, d):
     finite-difference power iteration, exact in any precision.
 
     One forward pass carrying the tangent d (forward-mode J d) and one backward pass
-    (J^T v); BN statistics are not updated.
+    (J^T v); BN statistics are not updated.  v is scaled to a max-abs entry of 1 before
+    the backward pass (and the result scaled back in float32), so that a float16
+    network's backward pass neither underflows nor overflows; one scale for the whole
+    batch, since batch statistics couple the examples.
     """
     x = tf.cast(x, tf.float32)
     p = tf.nn.softmax(tf.stop_gradient(tf.cast(logits_clean, tf.float32)))
@@ -110,8 +130,9 @@ def gauss_newton_product(logits_fn: Callable, x, logits_clean, d):
                 logits = logits_fn(x)
         jd = tf.cast(accumulator.jvp(logits), tf.float32)
     v = p * jd - p * tf.reduce_sum(p * jd, axis=-1, keepdims=True)
-    hd = tape.gradient(logits, x, output_gradients=tf.cast(v, logits.dtype))
-    return tf.stop_gradient(tf.cast(hd, tf.float32))
+    scale = tf.reduce_max(tf.abs(v)) + 1e-30
+    hd = tf.cast(tape.gradient(logits, x, output_gradients=tf.cast(v / scale, logits.dtype)), tf.float32)
+    return tf.stop_gradient(hd * scale)
 
 
 def gradient_step(loss_fn: Callable, x, eps, norm: str):

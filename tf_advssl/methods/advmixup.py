@@ -120,7 +120,8 @@ class AdvMixup(SSLModel):
         x_adv = x_real
         if p.mixup_pairs != "real_real":
             x_adv = x_real + perturbations.vat_perturbation(
-                self.logits, x_real, logits_teacher, xi=p.vat_xi, eps=p.vat_eps, seed=self.seed_generator)
+                self.logits, x_real, logits_teacher, xi=p.vat_xi, eps=p.vat_eps, seed=self.seed_generator,
+                compute_dtype=self.classifier.compute_dtype)
         lam = self.mixup_lambda()
         permutation = self.mixup_permutation(tf.shape(x_real)[0])
         first = x_adv if p.mixup_pairs == "adv_adv" else x_real
@@ -144,7 +145,7 @@ class AdvMixup(SSLModel):
         eps = self.params.vat_eps if self.params.vat_eps > 0 else 1.0
         result = analysis.interpolation_path_errors(
             lambda x: self(x, training=False), data.preprocessor(tf.constant(data.x_test[:1000])),
-            data.y_test[:1000], eps=eps, xi=self.params.vat_xi)
+            data.y_test[:1000], eps=eps, xi=self.params.vat_xi, compute_dtype=self.classifier.compute_dtype)
         analysis.write_table(result, os.path.join(workdir, "interpolation_paths.csv"))
         plotting.interpolation_path_figure(result, os.path.join(workdir, "interpolation_paths.png"))
 

@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_advssl import losses
+from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import BatchNormalization, WeightNormDense, frozen_batch_stats
 from tf_advssl.methods.aae import adam, minimize, penultimate_features
@@ -163,12 +163,14 @@ class FMGAN(SSLModel):
         return tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)), loss_unlabeled
 
     def feature_matching_loss(self, x_unlabeled, x_generated):
-        """mean_f (E f(x) - E f(G(z)))^2; the data's features are a constant target."""
+        """mean_f (E f(x) - E f(G(z)))^2; the data's features are a constant target.
+        The expectations are over the global batch (means over replicas under tf.distribute)."""
         with frozen_batch_stats():
             features_real = tf.cast(self.features(self.noisy(x_unlabeled), training=True), tf.float32)
             features_fake = tf.cast(self.features(self.noisy(x_generated), training=True), tf.float32)
-        target = tf.stop_gradient(tf.reduce_mean(features_real, axis=0))
-        return tf.reduce_mean(tf.square(target - tf.reduce_mean(features_fake, axis=0)))
+        target = tf.stop_gradient(distribution.replica_mean(tf.reduce_mean(features_real, axis=0)))
+        generated = distribution.replica_mean(tf.reduce_mean(features_fake, axis=0))
+        return tf.reduce_mean(tf.square(target - generated))
 
     def generate(self, n, training=True):
         return self.generator(self.sample_noise(n), training=training)

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import tensorflow as tf
 
-from tf_advssl import losses
+from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
 from tf_advssl.methods.base import SSLModel, param, require_nonnegative, sigmoid_rampup
 from tf_advssl.methods.pi_model import PiModel, SYNTHETIC_NOISE, input_noise_param, rampup_steps
@@ -88,7 +88,10 @@ class TemporalEnsembling(SSLModel):
 
     def update_ensemble(self, idx, probs):
         """Z_i <- alpha Z_i + (1 - alpha) z_i for the examples ``idx`` (an index repeated
-        within the batch counts once, with its mean prediction)."""
+        within the batch counts once, with its mean prediction).  Under tf.distribute every
+        replica applies the update of the whole global batch, so its copy of the table
+        stays identical to the others'."""
+        idx, probs = distribution.gather_replicas(idx), distribution.gather_replicas(probs)
         unique_idx, position = tf.unique(tf.cast(idx, tf.int64))
         mean_probs = tf.math.unsorted_segment_mean(probs, position, tf.size(unique_idx))
         alpha = self.params.te_alpha

@@ -41,11 +41,12 @@ class VATParams:
         require_nonnegative(self, "vat_eps", "vat_xi", "vat_power_iterations", "vat_weight")
 
 
-def vat_loss(logits_fn, x, logits_clean, params, seed):
-    """Mean KL(p(.|x) || p(.|x + r_vadv)); the clean logits are held fixed."""
+def vat_loss(logits_fn, x, logits_clean, params, seed, compute_dtype=None):
+    """Mean KL(p(.|x) || p(.|x + r_vadv)); the clean logits are held fixed.  ``compute_dtype``:
+    the network's; float16 / bfloat16 use the exact power iteration (``power_iteration_xi``)."""
     r_adv = perturbations.vat_perturbation(
         logits_fn, x, logits_clean, xi=params.vat_xi, eps=params.vat_eps,
-        num_power_iterations=params.vat_power_iterations, seed=seed)
+        num_power_iterations=params.vat_power_iterations, seed=seed, compute_dtype=compute_dtype)
     with frozen_batch_stats():
         logits_adv = logits_fn(tf.cast(x, tf.float32) + r_adv)
     return tf.reduce_mean(losses.kl_divergence(tf.stop_gradient(logits_clean), logits_adv))
@@ -63,7 +64,8 @@ class VAT(SSLModel):
             logits_unlabeled = tf.stop_gradient(logits_unlabeled)
         terms = {
             "loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
-            "loss_vat": vat_loss(self.logits, x_unlabeled, logits_unlabeled, self.params, self.seed_generator),
+            "loss_vat": vat_loss(self.logits, x_unlabeled, logits_unlabeled, self.params, self.seed_generator,
+                                 self.classifier.compute_dtype),
         }
         terms["loss_entmin"] = tf.reduce_mean(losses.entropy(logits_unlabeled))  # logged even when off
         return terms

@@ -21,7 +21,8 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5",
+                 "adversarial-robustness-toolbox>=1.17"],  # cross-check of FGSM/FGM/PGD (tests/test_robustness.py)
     },
-    scripts=["bin/train.py", "bin/export.py"],
+    scripts=["bin/train.py", "bin/export.py", "bin/evaluate.py", "bin/plot.py"],
 )

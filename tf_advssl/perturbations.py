@@ -8,6 +8,8 @@ float32 whatever the network's precision, and return tensors shaped like ``x``.
 * ``fgsm`` (L-inf, Goodfellow et al. 2015): x + eps sign(grad_x L).
 * ``fgm`` (L2, Miyato et al. 2017): x + eps grad_x L / ||grad_x L||_2.
 * ``pgd``: iterated steps of either, projected onto the eps-ball (Madry et al. 2018).
+* ``adversarial_examples``: any of these as an (un)targeted attack with clipping to
+  the valid input range (``attack_loss``: the cross-entropy an attack ascends).
 * ``prediction_survives``: does the predicted class survive an FGSM/FGM step (SCAR).
 * ``hard_concrete_mask``: multiplicative masks z in [0, 1] of xAT / xVAT
   (Hard Concrete, Louizos et al. 2018), with ``hard_concrete_nonzero_probability``
@@ -163,6 +165,47 @@ def prediction_survives(logits_fn: Callable, x, eps, *, norm: str = "linf", clip
         lambda v: tf.reduce_sum(losses.cross_entropy(classes, logits_fn(v))), x, eps, norm)
     x_adv = _clip(x_adv, clip_min, clip_max)
     return classes, tf.equal(tf.argmax(logits_fn(x_adv), axis=-1), classes)
+
+
+ATTACKS = ("fgsm", "fgm", "pgd_linf", "pgd_l2")
+
+
+def attack_loss(logits_fn: Callable, labels, *, targeted: bool = False):
+    """The scalar an attack ascends, as a function of x.
+
+    Untargeted: the summed cross-entropy of ``labels`` (true or predicted
+    classes).  Targeted: minus the summed cross-entropy of ``labels`` (the
+    target classes), so that ascending it moves x toward the target.
+    """
+    sign = -1.0 if targeted else 1.0
+    return lambda v: sign * tf.reduce_sum(losses.cross_entropy(labels, logits_fn(v)))
+
+
+def adversarial_examples(logits_fn: Callable, x, labels, eps, *, attack: str, targeted: bool = False,
+                         clip_min=None, clip_max=None, num_steps: int = 10, step_size=None,
+                         random_start: bool = True, seed=None):
+    """Adversarial examples of ``x`` within the ``eps`` ball, clipped to [clip_min, clip_max].
+
+    Args:
+      logits_fn: x -> logits (inference mode), in the space of ``x``.
+      x: inputs (batch, ...); ``eps``, ``step_size`` and the clip bounds are in the same space.
+      labels: int (batch,): classes whose loss is raised (untargeted) or targets (``targeted``).
+      attack: "fgsm" (one L-inf step), "fgm" (one L2 step), "pgd_linf" or "pgd_l2"
+        (``num_steps`` steps of ``step_size``, default 2.5 eps / num_steps, projected onto
+        the ball; ``random_start`` draws the start uniformly in the L-inf ball or in the L2
+        ball's radius, from ``seed``).
+    Returns float32 tensor shaped like ``x``.
+    """
+    loss_fn = attack_loss(logits_fn, labels, targeted=targeted)
+    if attack in ("fgsm", "fgm"):
+        return tf.stop_gradient(_clip(gradient_step(loss_fn, x, eps, "linf" if attack == "fgsm" else "l2"),
+                                      clip_min, clip_max))
+    if attack in ("pgd_linf", "pgd_l2"):
+        if step_size is None:
+            step_size = 2.5 * eps / max(1, num_steps)
+        return pgd(loss_fn, x, eps, norm=attack[len("pgd_"):], step_size=step_size, num_steps=num_steps,
+                   random_start=random_start, seed=seed, clip_min=clip_min, clip_max=clip_max)
+    raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
 
 
 def project(delta, eps, norm: str):

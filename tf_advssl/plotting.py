@@ -133,3 +133,210 @@ def sample_panels_figure(panels, path: str, columns: int = 10):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def robustness_figure(results, path: str):
+    """Error rate (%) against epsilon, one colour per run (``robustness.evaluate`` results):
+    white-box solid, black-box (transfer) dashed; the clean error is the point at eps = 0.
+    Saves a PNG to ``path``."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k, result in enumerate(results):
+        color = f"C{k % 10}"
+        eps = [0.0] + list(result["eps"])
+        ax.plot(eps, [result["clean_error"]] + list(result["white_box"]["error"]), "o-", color=color,
+                label=f"{result['name']} (white-box)")
+        if result.get("black_box"):
+            ax.plot(eps, [result["clean_error"]] + list(result["black_box"]["error"]), "s--", color=color,
+                    label=f"{result['name']} (black-box)")
+    first = results[0]
+    norm = "L-inf" if first["attack"] in ("fgsm", "pgd_linf") else "L2"
+    ax.set_xlabel(f"eps ({norm}, raw input space)")
+    ax.set_ylabel("error rate under attack (%)")
+    ax.set_title(f"{first['attack']} on {first['dataset']}", fontsize=10)
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def adversarial_grid_figure(rows, path: str, predictions=None):
+    """Original / adversarial image grid: one row per (title, images (n, H, W, C)), one
+    column per example; each image min-max scaled for display.  ``predictions``: optional
+    list (one per row) of predicted classes (n,), written above each image.
+    Saves a PNG to ``path``."""
+    n = min(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.6, 1.25 * len(rows)), squeeze=False)
+    for r, (title, images) in enumerate(rows):
+        images = np.asarray(images, np.float32)
+        for k in range(n):
+            ax = axes[r, k]
+            ax.imshow(_displayable(images[k]), cmap="gray", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if predictions is not None and predictions[r] is not None:
+                ax.set_title(str(int(predictions[r][k])), fontsize=7, pad=1)
+        axes[r, 0].set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def adversarial_views(model, data, count: int = 8, fgsm_fraction: float = 0.1, vat_eps=None):
+    """Rows of ``adversarial_grid_figure`` for the first ``count`` training images of a run:
+    the originals, the model's VAT perturbation (L2 radius ``vat_eps`` in model space: the
+    method's ``vat_eps`` if it has one, else 2.0), FGSM on the true label with an L-inf
+    radius of ``fgsm_fraction`` of the pixel range (raw space, clipped), and the method's
+    own views (``model.example_views``: xVAT masks, AdvMixup mixtures, generator outputs).
+    Returns (rows, predictions), images in model space."""
+    from tf_advssl import perturbations
+
+    indices = np.arange(min(count, len(data.x_train)), dtype=np.int64)
+    x_raw = tf.constant(data.x_train[indices], tf.float32)
+    y = tf.constant(data.y_train[indices])
+    x = data.preprocessor(x_raw)
+
+    def logits(v):
+        return tf.cast(model(v, training=False), tf.float32)
+
+    if vat_eps is None:
+        vat_eps = getattr(model.params, "vat_eps", 0.0) or 2.0
+    x_vat = x + perturbations.vat_perturbation(logits, x, logits(x), xi=0.0, eps=vat_eps,
+                                               initial_direction=tf.ones_like(x))
+    low, high = data.spec.pixel_range if data.spec.pixel_range is not None else (
+        float(data.x_train.min()), float(data.x_train.max()))
+    fgsm_eps = fgsm_fraction * (high - low)
+    x_fgsm = data.preprocessor(perturbations.adversarial_examples(
+        lambda v: logits(data.preprocessor(v)), x_raw, y, fgsm_eps, attack="fgsm",
+        clip_min=low, clip_max=high))
+    rows = [("original", x), (f"VAT r_vadv\n(L2 {vat_eps:g}, model)", x_vat),
+            (f"FGSM\n(L-inf {fgsm_eps:g}, raw)", x_fgsm)]
+    rows += [(title, tf.cast(images, tf.float32)) for title, images in
+             model.example_views(x, tf.constant(indices)).items()]
+    predictions = [None if title.startswith("mask") else np.argmax(logits(images).numpy(), axis=-1)
+                   for title, images in rows]
+    return [(title, np.asarray(images)) for title, images in rows], predictions
+
+
+def interpolation_paths_figure(panels, path: str):
+    """Interpolation-path error curves of several runs on one axes: one colour per
+    (name, result of ``analysis.interpolation_path_errors``), real-real solid,
+    real-adversarial dashed. Saves a PNG to ``path``."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k, (name, result) in enumerate(panels):
+        color = f"C{k % 10}"
+        ax.plot(result["lambda"], result["real_real"], "o-", color=color, label=f"{name}: real-real")
+        ax.plot(result["lambda"], result["real_adversarial"], "s--", color=color,
+                label=f"{name}: real-adversarial")
+    ax.set_xlabel("lambda (weight of the real end x_i)")
+    ax.set_ylabel("error rate (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+PLOT_KINDS = ("auto", "decision_boundary", "adversarial_examples", "robustness", "interpolation_paths")
+
+
+def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str = "fgm") -> list:
+    """Pictures comparing trained runs (``bin/plot.py``); returns the paths written.
+
+    kind:
+      decision_boundary     2-D datasets: one panel per run (class regions, labeled,
+                            unlabeled and test points).
+      adversarial_examples  image datasets: original / VAT / FGSM / method-specific rows
+                            (``adversarial_views``), one block of rows per run.
+      robustness            error against epsilon from each run's robustness.json
+                            (``attack``: its key there, e.g. "fgm"; see bin/evaluate.py).
+      interpolation_paths   error along real-real and real-adversarial paths
+                            (``analysis.interpolation_path_errors``) of each run's test set.
+      auto                  decision_boundary for 2-D data, adversarial_examples for images,
+                            plus robustness when every run has that attack in robustness.json.
+    ``out``: the PNG (default ``<first workdir>/<kind>_runs.png``).
+    """
+    import json
+    import os
+
+    from tf_advssl import analysis, robustness
+    from tf_advssl import data as data_lib
+    from tf_advssl.config import ConfigError
+
+    if kind not in PLOT_KINDS:
+        raise ConfigError(f"--kind={kind!r} is not one of {', '.join(PLOT_KINDS)}")
+    if not workdirs:
+        raise ConfigError("--workdir is required: one or more run directories written by bin/train.py")
+    for workdir in workdirs:
+        if not os.path.isfile(os.path.join(workdir, "config.json")):
+            raise ConfigError(f"--workdir={workdir} holds no run (no config.json)")
+
+    def robustness_result(workdir):
+        path = os.path.join(workdir, robustness.RESULT_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f).get("attacks", {}).get(attack)
+
+    if kind == "robustness":
+        results = [robustness_result(w) for w in workdirs]
+        missing = [w for w, r in zip(workdirs, results) if r is None]
+        if missing:
+            raise ConfigError(f"--workdir={','.join(missing)}: no '{attack}' result in robustness.json; "
+                              f"run bin/evaluate.py --attack={attack} first")
+        path = out or os.path.join(workdirs[0], f"robustness_{attack}_runs.png")
+        return [robustness_figure(results, path)]
+
+    runs = [robustness.load_run(w) for w in workdirs]
+    datasets = {}
+    for run in runs:
+        key = robustness.data_key(run.config)
+        if key not in datasets:
+            datasets[key] = data_lib.load(run.config)
+        run.data = datasets[key]
+    two_d = all(run.spec.input_shape == (2,) for run in runs)
+    kinds = [kind]
+    if kind == "auto":
+        kinds = ["decision_boundary" if two_d else "adversarial_examples"]
+        if all(robustness_result(w) is not None for w in workdirs):
+            kinds.append("robustness")
+    written = []
+    for current in kinds:
+        path = out if (out and len(kinds) == 1) else os.path.join(
+            workdirs[0], f"{current}{'_' + attack if current == 'robustness' else ''}_runs.png")
+        if current == "robustness":
+            written += plot_runs(workdirs, "robustness", path, attack)
+        elif current == "decision_boundary":
+            if not two_d:
+                raise ConfigError("--kind=decision_boundary needs 2-D datasets (two_circles, moons, npz vectors)")
+            panels = []
+            for run in runs:
+                metrics_path = os.path.join(run.workdir, "metrics.json")
+                title = run.name
+                if os.path.exists(metrics_path):
+                    with open(metrics_path) as f:
+                        title += f" (test error {json.load(f)['test_error']:.2f} %)"
+                panels.append((title, run.model, run.data))
+            written.append(decision_boundary_figure(panels, path))
+        elif current == "adversarial_examples":
+            if not all(run.spec.is_image for run in runs):
+                raise ConfigError("--kind=adversarial_examples needs image datasets")
+            rows, predictions = [], []
+            for run in runs:
+                run_rows, run_predictions = adversarial_views(run.model, run.data)
+                rows += [(f"{run.name}: {title}", images) for title, images in run_rows]
+                predictions += run_predictions
+            written.append(adversarial_grid_figure(rows, path, predictions))
+        else:
+            panels = []
+            for run in runs:
+                x = run.preprocessor(tf.constant(run.data.x_test[:1000]))
+                eps = getattr(run.model.params, "vat_eps", 0.0) or 1.0
+                panels.append((run.name, analysis.interpolation_path_errors(
+                    lambda v, m=run.model: m(v, training=False), x, run.data.y_test[:1000], eps=eps, xi=0.0)))
+            written.append(interpolation_paths_figure(panels, path))
+    return written

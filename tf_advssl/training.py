@@ -10,7 +10,7 @@ would.  A NaN or Inf in any loss term stops training with
 :class:`TrainingDivergedError` naming the term and step; the last good
 checkpoint stays on disk.  At the end the run directory holds ``config.json``,
 ``metrics.json``, ``export/<version>/`` (SavedModel) and, for 2-D data,
-``decision_boundary.png``.
+``decision_boundary.png`` (for images ``adversarial_grid.png``).
 """
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def validate(config: Config) -> Config:
     if not 0.0 <= config.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
     params = methods.make_params(config.method, config.dataset, config.method_params)
-    return config.replace(method_params=dataclasses.asdict(params))
+    config = config.replace(method_params=dataclasses.asdict(params))
+    methods.get_method(config.method).validate_config(config)
+    return config
 
 
 def make_strategy(name: str):
@@ -246,11 +248,16 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     start_step = int(model.optimizer.iterations.numpy())
     if start_step:
         print(f"Resuming {config.workdir} from step {start_step}.")
+    else:
+        model.initialize_weights(config)
 
-    dataset = data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size,
-                                     seed=config.seed, start_step=start_step)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset)
+    def make_iterator(from_step):
+        dataset = data_lib.train_dataset(model.training_data(config, data, from_step), config.batch_size,
+                                         config.unlabeled_batch_size, seed=config.seed, start_step=from_step)
+        return iter(strategy.experimental_distribute_dataset(dataset)
                     if config.strategy != "default" else dataset)
+
+    iterator = make_iterator(start_step)
     model.make_train_function()
     writer = tf.summary.create_file_writer(os.path.join(config.workdir, "tensorboard"))
     progbar = keras.utils.Progbar(config.train_steps, verbose=config.verbose,
@@ -265,6 +272,8 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     step = start_step
     end_step = config.train_steps if stop_after is None else min(config.train_steps, start_step + stop_after)
     while step < end_step:
+        if model.data_refresh_steps and step > start_step and step % model.data_refresh_steps == 0:
+            iterator = make_iterator(step)
         tick = time.perf_counter()
         logs = {k: float(v) for k, v in model.train_function(iterator).items()}
         if step > start_step:  # the first call traces and compiles
@@ -314,6 +323,10 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         plotting.decision_boundary_figure(
             [(f"{config.method} (test error {metrics['test_error']:.2f} %)", model, data)],
             os.path.join(config.workdir, "decision_boundary.png"))
+    elif data.spec.is_image:
+        from tf_advssl import plotting
+        rows, predictions = plotting.adversarial_views(model, data)
+        plotting.adversarial_grid_figure(rows, os.path.join(config.workdir, "adversarial_grid.png"), predictions)
     model.write_artifacts(config.workdir, data)
     if config.export:
         from tf_advssl import export

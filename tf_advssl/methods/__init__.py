@@ -28,6 +28,7 @@ METHODS = {
     "fixmatch": "tf_advssl.methods.fixmatch:FixMatch",
     "aae": "tf_advssl.methods.aae:AAE",
     "fm_gan": "tf_advssl.methods.fm_gan:FMGAN",
+    "scar": "tf_advssl.methods.scar:SCAR",
 }
 
 
@@ -40,11 +41,14 @@ def get_method(name: str):
 
 
 def param_fields() -> dict:
-    """All method hyper-parameters: flag name -> dataclasses.Field (first definition wins)."""
+    """All method hyper-parameters that are flags: flag name -> dataclasses.Field (first
+    definition wins).  Fields with ``metadata["flag"] = False`` (e.g. SCAR's resolved
+    ``base_params``) are not flags."""
     fields = {}
     for name in METHODS:
         for field in dataclasses.fields(get_method(name).Params):
-            fields.setdefault(field.name, field)
+            if field.metadata.get("flag", True):
+                fields.setdefault(field.name, field)
     return fields
 
 
@@ -52,15 +56,19 @@ def make_params(method: str, dataset: str, overrides: dict):
     """The Params of ``method``: class defaults, then dataset defaults, then ``overrides``.
 
     Keys of ``overrides`` that belong to other methods are ignored; keys that
-    belong to no method raise ConfigError.
+    belong to no method raise ConfigError.  A method built on another one (SCAR)
+    has a ``resolve(dataset, overrides)`` on its Params that completes them with
+    the other method's params.
     """
     params_cls = get_method(method).Params
     own = {f.name for f in dataclasses.fields(params_cls)}
-    unknown = set(overrides) - set(param_fields())
+    unknown = set(overrides) - set(param_fields()) - own
     if unknown:
         raise ConfigError(f"unknown method parameters: {sorted(unknown)}")
     values = dict(params_cls.DATASET_DEFAULTS.get(dataset_family(dataset), {}))
     values.update({k: v for k, v in overrides.items() if k in own})
     params = params_cls(**values)
     params.validate()
+    if hasattr(params, "resolve"):
+        params = params.resolve(dataset, overrides)
     return params

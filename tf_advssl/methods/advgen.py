@@ -181,6 +181,9 @@ class AdvGen(SSLModel):
         self.optimizer.apply_gradients(zip(gradients, variables))
         return terms, loss
 
+    def example_views(self, x, indices):
+        return {"generator\nG(x, z)": self.generate(x, training=False)}
+
     def write_artifacts(self, workdir, data):
         """A picture of test examples and their generated adversarial examples."""
         from tf_advssl import plotting

@@ -138,6 +138,20 @@ class AdvMixup(SSLModel):
         return {"loss_nll": 1.0,
                 "loss_mixup": self.params.mixup_weight * sigmoid_rampup(self.step, rampup_steps)}
 
+    def example_views(self, x, indices):
+        """The mixture 0.5 x_i + 0.5 x_j^(adv) (AdvMixup) or 0.5 x_i + 0.5 x_j (ICT) with j = i - 1."""
+        p = self.params
+        x = tf.cast(x, tf.float32)
+        partner = tf.roll(x, 1, axis=0)
+        if p.mixup_pairs != "real_real":
+            logits_fn = lambda v: self.classifier(v, training=False)
+            partner = partner + perturbations.vat_perturbation(
+                logits_fn, partner, logits_fn(partner), xi=0.0, eps=p.vat_eps, initial_direction=tf.ones_like(x))
+        first = x
+        if p.mixup_pairs == "adv_adv":
+            first = tf.roll(partner, -1, axis=0)
+        return {f"{p.mixup_pairs} mixture\n(lam 0.5)": perturbations.mixup(first, partner, 0.5)}
+
     def write_artifacts(self, workdir, data):
         """The interpolation-path table and plot of the trained model on the test set."""
         from tf_advssl import analysis, plotting

@@ -128,6 +128,11 @@ class SSLModel(keras.Model):
         """Weight of each named term (may depend on ``self.step``). Default: all 1."""
         return {name: 1.0 for name in self.loss_names}
 
+    @classmethod
+    def validate_config(cls, config) -> None:
+        """Hook run by ``training.validate`` on the resolved run config, before any work:
+        checks that need more than the method's Params (raise ConfigError). Default: none."""
+
     # ----- helpers for methods ----------------------------------------------------
     @property
     def step(self):
@@ -158,6 +163,25 @@ class SSLModel(keras.Model):
     def write_artifacts(self, workdir: str, data):
         """Hook run at the end of training: write method-specific files (e.g. a
         grid of generated samples) into ``workdir``; ``data`` is the SSLData."""
+
+    def example_views(self, x, indices) -> dict:
+        """Hook for the end-of-training picture of image runs: the method's own perturbed
+        versions of the model-space images ``x`` (training examples ``indices``), as
+        {row title: images shaped like x} (xVAT masks, AdvMixup mixtures, ...). Default: none."""
+        return {}
+
+    def initialize_weights(self, config):
+        """Hook run by ``training.run`` when a run starts from step 0 (not on resume), before
+        the first step; e.g. SCAR copies a pretrained run's weights here."""
+
+    # Steps between calls of ``training_data`` during training (0: only at the start).
+    data_refresh_steps = 0
+
+    def training_data(self, config, data, step: int):
+        """Hook run by ``training.run`` at the first step of an invocation and then every
+        ``data_refresh_steps`` steps: the SSLData the batches from ``step`` on are drawn
+        from (e.g. SCAR's labeled set grown by pseudo-labeled examples). Default: ``data``."""
+        return data
 
     def after_update(self):
         """Hook run after the optimizer step (EMA teacher update by default)."""

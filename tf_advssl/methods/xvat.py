@@ -203,6 +203,14 @@ class XVAT(SSLModel):
     def loss_weights(self):
         return {"loss_nll": 1.0, "loss_x": self.params.x_weight, "loss_l0": self.params.l0_lambda}
 
+    def example_views(self, x, indices):
+        """x * z with the median mask (u = 1/2) of each example, and z itself."""
+        log_alpha = self.log_alpha(x, self.table_rows(x, indices))
+        z = perturbations.hard_concrete_mask(log_alpha, uniform=tf.fill(tf.shape(log_alpha), 0.5),
+                                             **self.hard_concrete())
+        x = tf.cast(x, tf.float32)
+        return {"mask z\n(median)": z * tf.ones_like(x), "masked\nx * z": x * z}
+
     def table_rows(self, x_labeled, idx_unlabeled):
         if not self.transductive:
             return None

@@ -1,0 +1,106 @@
+"""Pictures: decision boundaries of several runs (bin/plot.py), adversarial example grids
+of image runs, robustness and interpolation-path curves."""
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from tf_advssl import plotting, robustness, training
+from tf_advssl.config import Config, ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny(workdir, **changes):
+    values = dict(workdir=str(workdir), train_steps=4, verbose=0, num_train_synthetic=120, num_test_synthetic=60,
+                  unlabeled_batch_size=16, batch_size=4, mlp_widths=(8,), export=False)
+    values.update(changes)
+    return Config(**values)
+
+
+def width_and_height(path):
+    image = matplotlib.image.imread(path)
+    return image.shape[1], image.shape[0]
+
+
+def test_plot_cli_draws_one_decision_boundary_panel_per_run(tmp_path):
+    for method in ("vat", "supervised"):
+        training.run(tiny(tmp_path / method, method=method))
+    one = width_and_height(tmp_path / "vat" / "decision_boundary.png")  # written by training: one panel
+    out = tmp_path / "both.png"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "plot.py"),
+                             f"--workdir={tmp_path / 'vat'},{tmp_path / 'supervised'}", f"--out={out}"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    two = width_and_height(out)
+    assert two[1] == one[1] and two[0] == 2 * one[0]  # two panels side by side
+
+    with pytest.raises(ConfigError, match="--kind='contour' is not one of"):
+        plotting.plot_runs([str(tmp_path / "vat")], "contour")
+    with pytest.raises(ConfigError, match="no 'fgm' result in robustness.json"):
+        plotting.plot_runs([str(tmp_path / "vat")], "robustness")
+    with pytest.raises(ConfigError, match="needs image datasets"):
+        plotting.plot_runs([str(tmp_path / "vat")], "adversarial_examples")
+    paths = plotting.plot_runs([str(tmp_path / "vat"), str(tmp_path / "supervised")], "interpolation_paths")
+    assert os.path.getsize(paths[0]) > 1000
+
+
+@pytest.fixture(scope="module")
+def image_npz(tmp_path_factory):
+    rng = np.random.RandomState(0)
+    x = rng.randint(0, 256, size=(48, 8, 8, 1)).astype(np.uint8)
+    y = np.arange(48) % 2
+    x[y == 1, :4] = 255  # a visible class signal
+    path = tmp_path_factory.mktemp("npz") / "images.npz"
+    np.savez(path, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    return f"npz:{path}"
+
+
+def test_image_run_writes_adversarial_grid_at_the_end_of_training(tmp_path, image_npz):
+    training.run(tiny(tmp_path, method="xvat", dataset=image_npz, num_labeled=4, train_steps=2, network="mlp",
+                      augment_translate=0, eval_every=2))
+    assert os.path.getsize(tmp_path / "adversarial_grid.png") > 1000
+
+
+@pytest.mark.parametrize("method,row", [("xvat", "masked\nx * z"), ("advmixup", "real_adv mixture\n(lam 0.5)"),
+                                        ("advgen", "generator\nG(x, z)"), ("vat", None)])
+def test_adversarial_views_of_image_models(tmp_path, image_npz, method, row):
+    from tf_advssl import data as data_lib
+
+    config = training.validate(tiny(tmp_path, method=method, dataset=image_npz, num_labeled=4, network="mlp",
+                                    augment_translate=0))
+    data = data_lib.load(config)
+    model = training.build_model(config, data.spec, len(data.x_train))
+    rows, predictions = plotting.adversarial_views(model, data, count=5)
+    titles = [title for title, _ in rows]
+    assert titles[0] == "original" and titles[1].startswith("VAT") and titles[2].startswith("FGSM")
+    assert (row in titles) if row else len(titles) == 3
+    x = dict(rows)["original"]
+    np.testing.assert_allclose(x, data.x_train[:5] / 255.0, atol=1e-6)
+    fgsm = dict(rows)[titles[2]] * 255.0  # back to raw pixels: within 25.5 of x and within [0, 255]
+    assert np.all(np.abs(fgsm - data.x_train[:5]) <= 25.5 + 1e-3) and fgsm.min() >= -1e-3 and fgsm.max() <= 255.001
+    assert np.abs(fgsm - data.x_train[:5]).max() > 20.0
+    radius = config.method_params.get("vat_eps") or 2.0  # the method's vat_eps, else 2.0
+    vat = dict(rows)[titles[1]]
+    np.testing.assert_allclose(np.linalg.norm((vat - x).reshape(5, -1), axis=1), radius, rtol=1e-3)
+    assert all(p is None or p.shape == (5,) for p in predictions)
+    plotting.adversarial_grid_figure(rows, str(tmp_path / "grid.png"), predictions)
+    assert os.path.getsize(tmp_path / "grid.png") > 1000
+
+
+def test_robustness_figure_from_results(tmp_path):
+    result = {"name": "vat", "attack": "fgm", "dataset": "mnist", "eps": [1.0, 2.0], "clean_error": 2.0,
+              "white_box": {"error": [10.0, 30.0]}, "black_box": {"error": [5.0, 8.0]}}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "robustness.json").write_text(json.dumps({"attacks": {"fgm": dict(result, name=name)}}))
+        (tmp_path / name / "config.json").write_text(Config().to_json())
+    paths = plotting.plot_runs([str(tmp_path / "a"), str(tmp_path / "b")], "robustness",
+                               out=str(tmp_path / "curves.png"))
+    assert paths == [str(tmp_path / "curves.png")] and os.path.getsize(paths[0]) > 1000

@@ -22,7 +22,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5",
-                 "adversarial-robustness-toolbox>=1.17"],  # cross-check of FGSM/FGM/PGD (tests/test_robustness.py)
+                 "adversarial-robustness-toolbox>=1.17",  # cross-check of FGSM/FGM/PGD (tests/test_robustness.py)
+                 "tensorflow-serving-api>=2.18"],         # gRPC PredictRequest (tests/test_serving.py)
+        "serving": ["tensorflow-serving-api>=2.18"],      # gRPC client of bin/serving_client.py
     },
-    scripts=["bin/train.py", "bin/export.py", "bin/evaluate.py", "bin/plot.py"],
+    scripts=["bin/train.py", "bin/export.py", "bin/evaluate.py", "bin/plot.py", "bin/serving_client.py"],
 )

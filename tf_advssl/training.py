@@ -14,7 +14,9 @@ checkpoint stays on disk.  At the end the run directory holds ``config.json``,
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from tf_advssl import config as config_lib
 from tf_advssl import data as data_lib
-from tf_advssl import methods
+from tf_advssl import distribution, methods
 from tf_advssl.config import Config, ConfigError
 from tf_advssl.networks import build_network
 
@@ -84,11 +86,20 @@ def validate(config: Config) -> Config:
 
 
 def make_strategy(name: str):
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    return distribution.make_strategy(name)
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Keras' global dtype policy is ``name`` inside, the previous one again afterwards:
+    layers take the policy in force when they are created, so a model built inside
+    computes in ``name`` while nothing else in the process is affected."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def build_optimizer(config: Config):
@@ -109,7 +120,19 @@ def build_optimizer(config: Config):
 
 
 def build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: int):
-    """The method's SSLModel with its classifier, compiled, optimizer built."""
+    """The method's SSLModel with its classifier, compiled, optimizer built.
+
+    Layers compute in ``config.mixed_precision`` (logits and losses in float32); under
+    mixed_float16 the optimizers are LossScaleOptimizers.  ``config.sync_batch_norm``:
+    batch statistics over all replicas."""
+    with precision_policy(config.mixed_precision):
+        model = _build_model(config, spec, num_train_examples)
+    if config.sync_batch_norm:
+        distribution.synchronize_batch_norm(model)
+    return model
+
+
+def _build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: int):
     method_cls = methods.get_method(config.method)
     params = method_cls.Params(**config.method_params)
     classifier = build_network(config.network, spec.input_shape, spec.num_classes,
@@ -222,7 +245,9 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     """
     start_time = time.time()
     config = validate(config)
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    strategy = make_strategy(config.strategy)  # first: multi-worker configures collectives at start-up
+    distribution.check_config(config, strategy.num_replicas_in_sync)
+    chief = distribution.is_chief(strategy)  # writes the run directory; other workers write to scratch
     _set_determinism(config.seed)
     state = check_workdir(config)
     metrics_path = os.path.join(config.workdir, "metrics.json")
@@ -232,19 +257,21 @@ def run(config: Config, stop_after: int | None = None) -> dict:
             return json.load(f)
 
     data = data_lib.load(config)  # may still reject the input: before anything is written
-    prepare_workdir(config, state)
-    data.preprocessor.save(os.path.join(config.workdir, "preprocessor.npz"))
-    with open(os.path.join(config.workdir, "data_spec.json"), "w") as f:
-        json.dump({"spec": data.spec.to_dict(), "num_train_examples": int(len(data.x_train))}, f, indent=2)
+    output_dir = config.workdir if chief else distribution.scratch_dir(config.workdir, strategy)
+    if chief:
+        prepare_workdir(config, state)
+        data.preprocessor.save(os.path.join(config.workdir, "preprocessor.npz"))
+        with open(os.path.join(config.workdir, "data_spec.json"), "w") as f:
+            json.dump({"spec": data.spec.to_dict(), "num_train_examples": int(len(data.x_train))}, f, indent=2)
 
-    strategy = make_strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, data.spec, len(data.x_train))
     checkpoint = checkpoint_for(model)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, CHECKPOINT_DIR),
                                          max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    latest = tf.train.latest_checkpoint(os.path.join(config.workdir, CHECKPOINT_DIR))  # the chief's
+    if latest and (chief or state == "resume"):
+        checkpoint.restore(latest).assert_consumed()
     start_step = int(model.optimizer.iterations.numpy())
     if start_step:
         print(f"Resuming {config.workdir} from step {start_step}.")
@@ -252,18 +279,21 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         model.initialize_weights(config)
 
     def make_iterator(from_step):
-        dataset = data_lib.train_dataset(model.training_data(config, data, from_step), config.batch_size,
-                                         config.unlabeled_batch_size, seed=config.seed, start_step=from_step)
-        return iter(strategy.experimental_distribute_dataset(dataset)
-                    if config.strategy != "default" else dataset)
+        make_dataset = functools.partial(data_lib.train_dataset, model.training_data(config, data, from_step),
+                                         config.batch_size, config.unlabeled_batch_size, seed=config.seed,
+                                         start_step=from_step)
+        if config.strategy == "default":
+            return iter(make_dataset())
+        return iter(distribution.distribute_train_dataset(strategy, lambda replicas, first, count: make_dataset(
+            num_replicas=replicas, first_replica=first, num_local_replicas=count)))
 
     iterator = make_iterator(start_step)
     model.make_train_function()
-    writer = tf.summary.create_file_writer(os.path.join(config.workdir, "tensorboard"))
+    writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
     progbar = keras.utils.Progbar(config.train_steps, verbose=config.verbose,
                                   stateful_metrics=list(model.loss_names) + ["loss", "test_error"])
     last_logs: dict = {}
-    history_path = os.path.join(config.workdir, "eval_history.json")
+    history_path = os.path.join(output_dir, "eval_history.json")
     history = []
     if start_step and os.path.exists(history_path):
         with open(history_path) as f:
@@ -317,6 +347,9 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         tf.summary.scalar("eval/test_error", metrics["test_error"])
     writer.flush()
     print(f"test error {metrics['test_error']:.2f} % after {step} steps")
+    if not chief:  # the chief writes the run directory's files
+        shutil.rmtree(output_dir, ignore_errors=True)
+        return metrics
 
     if data.spec.input_shape == (2,):
         from tf_advssl import plotting

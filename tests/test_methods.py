@@ -191,3 +191,15 @@ def test_teacher_normalises_with_batch_statistics_and_keeps_its_moving_averages(
                                  student_bn.moving_mean, student_bn.moving_variance)]
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
+
+
+def test_run_defaults_come_from_flags_then_method_then_dataset():
+    from tf_advssl.config import Config, resolve
+    vat = resolve(Config(method="vat", dataset="mnist"))
+    assert (vat.batch_size, vat.unlabeled_batch_size) == (32, 128)
+    fixmatch = resolve(Config(method="fixmatch", dataset="cifar10"))
+    assert (fixmatch.batch_size, fixmatch.unlabeled_batch_size) == (64, 448)  # B = 64, mu = 7
+    mixmatch = resolve(Config(method="mixmatch", dataset="cifar10"))
+    assert (mixmatch.batch_size, mixmatch.unlabeled_batch_size) == (64, 64)
+    explicit = resolve(Config(method="fixmatch", dataset="cifar10", unlabeled_batch_size=100))
+    assert (explicit.batch_size, explicit.unlabeled_batch_size) == (64, 100)

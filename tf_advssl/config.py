@@ -46,8 +46,8 @@ class Config:
 
     # Optimisation.
     train_steps: Optional[int] = None
-    batch_size: int = 32
-    unlabeled_batch_size: int = 128
+    batch_size: Optional[int] = None             # default 32 (the method's, e.g. FixMatch 64)
+    unlabeled_batch_size: Optional[int] = None   # default 128 (full batch for synthetic sets)
     eval_batch_size: int = 500
     seed: int = 0
     optimizer: str = "adam"
@@ -101,6 +101,7 @@ class Config:
 # "default".
 DATASET_DEFAULTS = {
     "default": dict(network="conv_small", mlp_batch_norm=True, num_labeled=1000, train_steps=20000, zca=False,
+                    batch_size=32, unlabeled_batch_size=128,
                     augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5),
     "two_circles": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8,
                         noise=0.06, train_steps=5000, zca=False, augment_translate=0, augment_flip=False,
@@ -129,9 +130,14 @@ def dataset_family(dataset: str) -> str:
 
 
 def resolve(config: Config) -> Config:
-    """Fill every ``None`` field with the dataset default; returns a new Config."""
+    """Fill every ``None`` field with the method's run defaults (``config_defaults`` of
+    its class, e.g. FixMatch's batch sizes), else the dataset default; returns a new Config."""
+    from tf_advssl import methods  # late: methods import this module
+
     defaults = dict(DATASET_DEFAULTS["default"])
     defaults.update(DATASET_DEFAULTS[dataset_family(config.dataset)])
+    if config.method in methods.METHODS:
+        defaults.update(methods.get_method(config.method).config_defaults)
     changes = {}
     for name, value in defaults.items():
         if getattr(config, name, None) is None:

@@ -281,7 +281,7 @@ def validate(config) -> None:
     for flag in ("batch_size", "unlabeled_batch_size", "eval_batch_size",
                  "num_train_synthetic", "num_test_synthetic"):
         value = getattr(config, flag)
-        if value <= 0:
+        if value is not None and value <= 0:  # None: the dataset's or method's default
             raise ConfigError(f"--{flag} must be > 0, got {value}")
     if config.augment_translate is not None and config.augment_translate < 0:
         raise ConfigError(f"--augment_translate must be >= 0 (pixels), got {config.augment_translate}")

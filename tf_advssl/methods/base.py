@@ -91,6 +91,9 @@ class SSLModel(keras.Model):
     loss_names: ClassVar[tuple] = ("loss_nll",)
     augment_inputs: ClassVar[bool] = True
     needs_teacher: ClassVar[bool] = False
+    # Run settings (Config fields) this method's paper uses, applied when the flag is unset
+    # (before the dataset's defaults), e.g. {"batch_size": 64, "unlabeled_batch_size": 448}.
+    config_defaults: ClassVar[dict] = {}
 
     def __init__(self, classifier: keras.Model, params, *, num_classes: int, total_steps: int,
                  augmentation=None, num_train_examples: int = 0, input_shape=None,

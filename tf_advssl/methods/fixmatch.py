@@ -36,8 +36,8 @@ sets) the strong augmentation is additive Gaussian noise of std
 ``--fixmatch_vector_noise`` (an extension; the paper is images only).
 
 Hyper-parameters (paper): tau = 0.95, lambda_u = 1, mu = 7 unlabeled examples
-per labeled one, B = 64: pass ``--batch_size=64 --unlabeled_batch_size=448``
-(the batch sizes are run-wide flags; the defaults 32/128 give mu = 4).  SGD
+per labeled one, B = 64: the default batch sizes of ``--method=fixmatch`` are
+64 labeled and 448 unlabeled (flags override them).  SGD
 with Nesterov momentum 0.9, lr 0.03 with cosine decay, weight decay 5e-4,
 EMA 0.999 of the weights for evaluation.
 """
@@ -132,6 +132,7 @@ class FixMatch(SSLModel):
     Params = FixMatchParams
     loss_names = ("loss_nll", "loss_pseudo_label")
     augment_inputs = False
+    config_defaults = {"batch_size": 64, "unlabeled_batch_size": 448}  # B = 64, mu = 7
 
     def __init__(self, classifier, params, *, seed: int = 0, **kwargs):
         super().__init__(classifier, params, seed=seed, **kwargs)

@@ -80,6 +80,7 @@ class MixMatch(SSLModel):
     Params = MixMatchParams
     loss_names = ("loss_nll", "loss_consistency")
     augment_inputs = False
+    config_defaults = {"batch_size": 64, "unlabeled_batch_size": 64}  # Berthelot et al.: B = 64
 
     def guess_labels(self, unlabeled_views):
         """Sharpened mean prediction over the K views; a constant (no gradient)."""

@@ -122,6 +122,7 @@ class Run:
     preprocessor: object  # data.Preprocessor
     model: object
     name: str = ""
+    data: object = None   # the run's SSLData once loaded (bin/plot.py)
 
     def logits(self, x_raw):
         """Logits (float32) of raw inputs, inference mode (the EMA teacher when the run evaluates it)."""

@@ -41,8 +41,8 @@ HELP = {
     "dropout": "Dropout rate of the convolutional networks.",
     "train_steps": "Number of parameter updates.",
     "batch_size": "Labeled examples per step (default 32; FixMatch and MixMatch 64).",
-    "unlabeled_batch_size": "Unlabeled examples per step (default 128; the whole training set for "
-                            "two_circles and moons; FixMatch 448, MixMatch 64).",
+    "unlabeled_batch_size": "Unlabeled examples per step (default 128; 1500, the whole default "
+                            "training set, for two_circles and moons; FixMatch 448, MixMatch 64).",
     "eval_batch_size": "Batch size of evaluation.",
     "seed": "Seed of initialisation, data order and every random draw of training.",
     "optimizer": "adam, adamw or sgd.",

@@ -65,7 +65,8 @@ class AdvMixupParams:
     vat_xi: float = param(1e-6, "Finite-difference radius xi of the power iteration.")
 
     DATASET_DEFAULTS: ClassVar[dict] = {name: {"vat_eps": values["vat_eps"]}
-                                        for name, values in VATParams.DATASET_DEFAULTS.items()}
+                                        for name, values in VATParams.DATASET_DEFAULTS.items()
+                                        if "vat_eps" in values}
 
     def validate(self):
         require_choice(self, "mixup_pairs", MIXUP_PAIRS)

@@ -8,5 +8,11 @@ def parse_row(row, common=()):
     values = {}
     for item in list(common) + settings:
         key, value = item.split("=")
-        values[key] = json.loads(value) if value not in ("True", "False") else value == "True"
+        if value in ("True", "False"):
+            values[key] = value == "True"
+        else:
+            try:
+                values[key] = json.loads(value)
+            except json.JSONDecodeError:  # a plain string, e.g. x_mode=transductive
+                values[key] = value
     return method, values

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-flags.DEFINE_list("methods", ["vat", "at"], "Methods to time.")
+flags.DEFINE_list("methods", ["vat", "at"], "Methods to time: METHOD[:param=value...] (benchmarks/rows.py).")
 flags.DEFINE_list("setups", ["mlp_mnist", "conv_large_cifar"], "Network/input setups.")
 flags.DEFINE_integer("steps", 20, "Timed steps per round.")
 flags.DEFINE_integer("rounds", 3, "Rounds.")
@@ -30,14 +30,17 @@ SETUPS = {
 }
 
 
-def make_model(method, setup, jit, labeled, unlabeled):
+def make_model(row, setup, jit, labeled, unlabeled):
+    from rows import parse_row
     from tf_advssl import training
     from tf_advssl.config import Config, resolve
     from tf_advssl.data import DataSpec
 
+    method, method_params = parse_row(row)
     network, shape, classes, _, _, dataset = SETUPS[setup]
     config = resolve(Config(method=method, dataset=dataset, network=network, train_steps=1000,
-                            jit_compile=jit, augment_translate=0, augment_flip=False))
+                            jit_compile=jit, augment_translate=0, augment_flip=False,
+                            method_params=method_params))
     config = training.validate(config)
     spec = DataSpec(dataset, shape, classes, "float32", None, len(shape) == 3)
     model = training.build_model(config, spec, num_train_examples=labeled + unlabeled)

@@ -162,7 +162,7 @@ def test_dataset_defaults_then_overrides():
     assert make_params("vat", "cifar10", {}).vat_eps == 8.0
     assert make_params("vat", "cifar10", {"vat_eps": 3.0}).vat_eps == 3.0
     assert make_params("vat", "my_tfds_set", {}).vat_eps == 1.0
-    assert make_params("vat", "mnist", {"at_eps": 0.2}).vat_eps == 2.0  # other methods' params ignored
+    assert make_params("vat", "mnist", {"at_eps": 0.2}).vat_eps == 0.3  # other methods' params ignored
 
 
 def test_no_params_placeholder_is_only_for_parameterless_methods():

@@ -139,7 +139,7 @@ def robustness_figure(results, path: str):
     """Error rate (%) against epsilon, one colour per run (``robustness.evaluate`` results):
     white-box solid, black-box (transfer) dashed; the clean error is the point at eps = 0.
     Saves a PNG to ``path``."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for k, result in enumerate(results):
         color = f"C{k % 10}"
         eps = [0.0] + list(result["eps"])
@@ -155,7 +155,7 @@ def robustness_figure(results, path: str):
     ax.set_title(f"{first['attack']} on {first['dataset']}", fontsize=10)
     ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

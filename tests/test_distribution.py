@@ -93,40 +93,41 @@ def final_weights(workdir):
 
 def test_two_worker_processes_give_the_weights_of_one_process(tmp_path):
     """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 (one CPU replica each) and a
-    single default-strategy process train VAT (exact power iteration) on the same global
-    batches; the chief's checkpoint equals the single process's, the chief alone writes
-    the run directory (export included)."""
+    single default-strategy run train VAT (exact power iteration) on the same global
+    batches; the chief's checkpoint equals the single run's, the chief alone writes
+    the run directory (export included).  The single run is this test process's own,
+    made while the workers train: on one replica ``replica_consistent_random`` draws what
+    keras.random draws, and VAT shuffles nothing."""
     base = dict(method="vat", train_steps=4, checkpoint_every=2, eval_every=2, log_every=2, verbose=0,
                 num_train_synthetic=64, num_test_synthetic=32, batch_size=4, unlabeled_batch_size=8,
                 mlp_widths=(8,), method_params={"vat_xi": 0.0})
     configs = {"single": Config(workdir=str(tmp_path / "single"), export=False, **base),
                "multi": Config(workdir=str(tmp_path / "multi"), strategy="multi_worker", export=True, **base)}
-    for name, config in configs.items():
-        (tmp_path / f"{name}.json").write_text(config.to_json())
+    (tmp_path / "multi.json").write_text(configs["multi"].to_json())
     hosts = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    processes = []
+    processes, logs = [], [tmp_path / f"m{task_id}.log" for task_id in range(2)]
     try:
-        processes.append(subprocess.Popen(
-            [sys.executable, WORKER, "train", f"--config={tmp_path / 'single.json'}", f"--out={tmp_path / 's.out'}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env()))
         for task_id in range(2):
             env = worker_env(TF_CONFIG=distribution.cluster_config(hosts, "worker", task_id))
-            processes.append(subprocess.Popen(
-                [sys.executable, WORKER, "train", f"--config={tmp_path / 'multi.json'}",
-                 f"--out={tmp_path / f'm{task_id}.out'}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env))
-        outputs = [p.communicate(timeout=TIMEOUT_S)[0].decode(errors="replace") for p in processes]
+            with open(logs[task_id], "w") as log:  # a file, not a pipe: nobody reads while the single run trains
+                processes.append(subprocess.Popen(
+                    [sys.executable, WORKER, "train", f"--config={tmp_path / 'multi.json'}",
+                     f"--out={tmp_path / f'm{task_id}.out'}"], stdout=log, stderr=subprocess.STDOUT, env=env))
+        single = training.run(configs["single"])
+        for p in processes:
+            p.wait(timeout=TIMEOUT_S)
     finally:
         for p in processes:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, output in zip(processes, outputs):
-        assert p.returncode == 0, output[-3000:]
-    single, chief, other = (json.loads((tmp_path / name).read_text()) for name in ("s.out", "m0.out", "m1.out"))
+    for p, log in zip(processes, logs):
+        assert p.returncode == 0, log.read_text(errors="replace")[-3000:]
+    chief, other = (json.loads((tmp_path / name).read_text()) for name in ("m0.out", "m1.out"))
     assert single["train_steps"] == chief["train_steps"] == other["train_steps"] == 4
     assert chief["test_error"] == other["test_error"] == pytest.approx(single["test_error"])
     for a, b in zip(final_weights(tmp_path / "single"), final_weights(tmp_path / "multi")):
         np.testing.assert_allclose(a, b, atol=2e-6)
     assert (tmp_path / "multi" / "export" / "1" / "saved_model.pb").exists() and "export_path" not in other
-    assert sorted(os.listdir(tmp_path / "multi")) == sorted(os.listdir(tmp_path / "single")) + ["export"]
+    assert sorted(os.listdir(tmp_path / "multi")) == sorted(os.listdir(tmp_path / "single") + ["export"])
     assert tf.train.latest_checkpoint(str(tmp_path / "multi" / "checkpoints")).endswith("-4")

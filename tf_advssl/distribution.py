@@ -45,6 +45,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tf_advssl import losses
 from tf_advssl.config import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -132,6 +133,50 @@ def distribute_train_dataset(strategy, make_dataset):
     """
     return strategy.distribute_datasets_from_function(
         lambda context: make_dataset(*replica_slices(context)))
+
+
+def make_train_function(model, strategy):
+    """``fn(iterator) -> logs``: one training step of ``model`` on the next distributed batch,
+    each logged scalar averaged over all replicas.
+
+    Keras' own ``model.train_function`` for every strategy but a multi-worker one.  Keras
+    reduces the logs of a MultiWorkerMirroredStrategy step with ``strategy.reduce(MEAN, v,
+    axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for input with 0
+    dimensions"); there the step below reduces with ``axis=None`` (a cross-worker mean)."""
+    if not is_multi_worker(strategy):
+        model.make_train_function()
+        return model.train_function
+
+    def one_step(data):
+        logs = strategy.run(model.train_step, args=(data,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in logs.items()}
+
+    if not model.run_eagerly:
+        one_step = tf.function(one_step, reduce_retracing=True, jit_compile=model.jit_compile)
+
+    @tf.function
+    def train_function(iterator):
+        return one_step(next(iterator))
+
+    return train_function
+
+
+def evaluate_locally(model, dataset) -> float:
+    """Error rate in percent of ``model`` (inference mode) on the ``(x, y)`` batches of
+    ``dataset``, computed by this process alone on the whole dataset: multi-worker runs
+    evaluate this way, since Keras' ``model.evaluate`` fails under MultiWorkerMirroredStrategy
+    as its train function does.  The weights are identical on every worker, so every
+    worker reports the single-device error.  Eager: nothing is traced again at each evaluation."""
+    errors, count = 0.0, 0
+    for x, y in dataset:
+        errors += float(tf.reduce_sum(losses.error_count(y, model(x, training=False))))
+        count += int(y.shape[0])
+    return 100.0 * errors / max(count, 1)
+
+
+def is_multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def gather_replicas(value):

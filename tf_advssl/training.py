@@ -233,7 +233,10 @@ def _check_finite(logs: dict, step: int):
 
 def evaluate(model, data, split: str, batch_size: int) -> float:
     """Error rate in percent on ``split`` ("test" or "val")."""
-    result = model.evaluate(data_lib.eval_dataset(data, split, batch_size), verbose=0, return_dict=True)
+    dataset = data_lib.eval_dataset(data, split, batch_size)
+    if distribution.is_multi_worker(model.distribute_strategy):
+        return distribution.evaluate_locally(model, dataset)
+    result = model.evaluate(dataset, verbose=0, return_dict=True)
     return float(result["error"])
 
 
@@ -288,7 +291,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
             num_replicas=replicas, first_replica=first, num_local_replicas=count)))
 
     iterator = make_iterator(start_step)
-    model.make_train_function()
+    train_function = distribution.make_train_function(model, strategy)
     writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
     progbar = keras.utils.Progbar(config.train_steps, verbose=config.verbose,
                                   stateful_metrics=list(model.loss_names) + ["loss", "test_error"])
@@ -305,7 +308,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         if model.data_refresh_steps and step > start_step and step % model.data_refresh_steps == 0:
             iterator = make_iterator(step)
         tick = time.perf_counter()
-        logs = {k: float(v) for k, v in model.train_function(iterator).items()}
+        logs = {k: float(v) for k, v in train_function(iterator).items()}
         if step > start_step:  # the first call traces and compiles
             train_time += time.perf_counter() - tick
             timed_steps += 1

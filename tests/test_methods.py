@@ -102,7 +102,7 @@ def test_vat_gradient_flows_through_perturbed_branch_only():
     reference = linear_classifier(weights, bias)
     generator = keras.random.SeedGenerator(0)
     generator.state.assign(seed_state)
-    r_adv = perturbations.vat_perturbation(lambda v: reference(v), x_u, reference(x_u), xi=1e-6, eps=0.5,
+    r_adv = perturbations.vat_perturbation(lambda v: reference(v), x_u, reference(x_u), xi=params.vat_xi, eps=0.5,
                                            seed=generator).numpy()
     p = softmax(x_u @ weights + bias)
     q = softmax((x_u + r_adv) @ weights + bias)

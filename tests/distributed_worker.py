@@ -8,7 +8,9 @@ TensorFlow initialises, hence a process of its own), then for every method
 builds the same tiny model twice, under the default strategy (one device) and
 under a MirroredStrategy over the two devices, runs two training steps on the
 same global batches from ``data.train_dataset`` (split across the replicas by
-``distribution.distribute_train_dataset``) and writes, per method, the largest
+``distribution.distribute_train_dataset``; one MirroredStrategy and one pair
+of streams serve every method: each run takes one batch for the shapes each
+replica receives, then trains on the next two) and writes, per method, the largest
 difference of every model and optimizer variable (weights, batch-norm moving
 statistics, EMA teacher, Temporal Ensembling's table, xVAT's table, generators,
 discriminators, optimizer slots, random-generator states) and of the logged
@@ -88,17 +90,11 @@ def tiny_config(method, batch_norm=False):
                        "pseudo_label_threshold": 0.0, "vat_xi": 0.0}))
 
 
-def run_steps(config, data, strategy, steps):
-    """(variables as numpy, logs of each step, per-replica batch shapes) after ``steps`` steps."""
-    import keras
-    import tensorflow as tf
-
+def train_dataset(config, data, strategy):
+    """The training batches of ``config``: global batches for one replica, replica slices
+    (``distribution.distribute_train_dataset``) for several."""
     from tf_advssl import data as data_lib
-    from tf_advssl import distribution, training
-
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = training.build_model(config, data.spec, len(data.x_train))
+    from tf_advssl import distribution
 
     def make_dataset(num_replicas=1, first_replica=0, num_local_replicas=None):
         return data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size, seed=config.seed,
@@ -106,14 +102,28 @@ def run_steps(config, data, strategy, steps):
                                       num_local_replicas=num_local_replicas)
 
     if strategy.num_replicas_in_sync == 1:
-        dataset = make_dataset()
-        shapes = [[int(d) for d in tf.nest.flatten(next(iter(dataset)))[0].shape]]
+        return make_dataset()
+    return distribution.distribute_train_dataset(strategy, make_dataset)
+
+
+def run_steps(config, data, iterator, strategy, steps):
+    """(variables as numpy, their names, logs of each step, per-replica batch shapes) after
+    ``steps`` steps on the batches of ``iterator`` that follow the next one, which only
+    gives the shapes (1 + steps batches are taken)."""
+    import keras
+    import tensorflow as tf
+
+    from tf_advssl import training
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = training.build_model(config, data.spec, len(data.x_train))
+    first = next(iterator)
+    if strategy.num_replicas_in_sync == 1:
+        shapes = [[int(d) for d in tf.nest.flatten(first)[0].shape]]
     else:
-        dataset = distribution.distribute_train_dataset(strategy, make_dataset)
-        first = next(iter(dataset))
         shapes = [[int(d) for d in tf.nest.flatten(local)[0].shape] + [int(tf.nest.flatten(local)[2].shape[0])]
                   for local in strategy.experimental_local_results(first)]
-    iterator = iter(dataset)
     model.make_train_function()
     logs = [{k: float(v) for k, v in model.train_function(iterator).items()} for _ in range(steps)]
     checkpoint = training.checkpoint_for(model)
@@ -137,7 +147,8 @@ def replicas_mode(args):
 
     names = args.methods.split(",") if args.methods else sorted(methods.METHODS)
     runs = [(name, False) for name in names] + [(name, True) for name in BATCH_NORM_METHODS if name in names]
-    results = {}
+    one_device, mirrored = tf.distribute.get_strategy(), distribution.make_strategy("mirrored")
+    results, inputs = {}, {}
     for method, batch_norm in runs:
         key = method + ("+batch_norm" if batch_norm else "")
         try:
@@ -145,10 +156,17 @@ def replicas_mode(args):
         except ConfigError as error:  # needs more than a tiny config (e.g. SCAR's pretrained run)
             results[key] = {"skipped": str(error)}
             continue
-        data = data_lib.load(config)
-        one, variable_names, logs_one, shapes_one = run_steps(config, data, tf.distribute.get_strategy(), 2)
-        mirrored = distribution.make_strategy("mirrored")
-        two, _, logs_two, shapes_two = run_steps(config, data, mirrored, 2)
+        # One pair of input streams per distinct run config apart from the model: both runs of
+        # a method take the same number of batches from their stream, so they stay aligned.
+        settings = {k: v for k, v in json.loads(config.to_json()).items()
+                    if k not in ("method", "method_params", "mlp_batch_norm")}
+        input_key = json.dumps(settings, sort_keys=True)
+        if input_key not in inputs:
+            data = data_lib.load(config)
+            inputs[input_key] = data, [iter(train_dataset(config, data, s)) for s in (one_device, mirrored)]
+        data, (batches_one, batches_two) = inputs[input_key]
+        one, variable_names, logs_one, shapes_one = run_steps(config, data, batches_one, one_device, 2)
+        two, _, logs_two, shapes_two = run_steps(config, data, batches_two, mirrored, 2)
         differences = [float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
                        for a, b in zip(one, two)]
         worst = int(np.argmax(differences))

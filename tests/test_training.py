@@ -117,6 +117,8 @@ def test_nan_stops_training_naming_term_and_step_and_keeps_checkpoint(tmp_path, 
     (dict(method_params={"vat_eps": -1.0}), "--vat_eps must be >= 0"),
     (dict(optimizer="rmsprop"), "--optimizer.*adam, adamw, sgd"),
     (dict(train_steps=0), "--train_steps"),
+    (dict(lr_schedule="step"), "--lr_schedule.*exponential"),
+    (dict(lr_schedule="exponential", lr_decay_rate=1.5), "--lr_decay_rate must be in"),
     (dict(dataset="mnist", data_dir="EMPTY"), "--tfds_manual_dir"),
 ])
 def test_bad_input_fails_before_any_work(tmp_path, changes, message):
@@ -125,3 +127,16 @@ def test_bad_input_fails_before_any_work(tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):
         training.run(tiny_config(tmp_path / "run", **changes))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    # official VAT: constant for 2/3 of training, then linearly to 0 at the last step
+    ("vat_linear", {0: 1e-3, 666: 1e-3, 800: 0.6e-3, 900: 0.3e-3, 1000: 0.0}),
+    # official VAT MNIST: x0.9 after every 100 steps here (staircase)
+    ("exponential", {0: 1e-3, 99: 1e-3, 100: 0.9e-3, 250: 0.81e-3, 1000: 1e-3 * 0.9 ** 10}),
+])
+def test_learning_rate_schedules(schedule, expected):
+    config = Config(lr_schedule=schedule, learning_rate=1e-3, train_steps=1000, lr_decay_steps=100)
+    optimizer = training.build_optimizer(config)
+    for step, lr in expected.items():
+        assert float(optimizer._learning_rate(step)) == pytest.approx(lr, rel=1e-5, abs=1e-12), step

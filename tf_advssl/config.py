@@ -56,6 +56,8 @@ class Config:
     momentum: float = 0.9                 # SGD momentum / Adam beta_1
     lr_schedule: str = "vat_linear"
     lr_decay_start: float = 2.0 / 3.0     # fraction of training after which lr decays linearly to 0
+    lr_decay_rate: float = 0.9            # exponential: lr * rate ** floor(step / lr_decay_steps)
+    lr_decay_steps: int = 500             # exponential: steps per decay (an "epoch" of official VAT MNIST)
     eval_ema: bool = False
     ema_decay: float = 0.999
     jit_compile: bool = False

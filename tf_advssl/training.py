@@ -34,7 +34,7 @@ from tf_advssl.config import Config, ConfigError
 from tf_advssl.networks import build_network
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("vat_linear", "constant", "cosine")
+LR_SCHEDULES = ("vat_linear", "constant", "cosine", "exponential")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 CHECKPOINT_DIR = "checkpoints"
@@ -79,6 +79,10 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
     if not 0.0 <= config.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
+    if not 0.0 < config.lr_decay_rate <= 1.0:
+        raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
+    if config.lr_decay_steps <= 0:
+        raise ConfigError(f"--lr_decay_steps must be > 0, got {config.lr_decay_steps}")
     params = methods.make_params(config.method, config.dataset, config.method_params)
     config = config.replace(method_params=dataclasses.asdict(params))
     methods.get_method(config.method).validate_config(config)
@@ -107,6 +111,9 @@ def build_optimizer(config: Config):
         learning_rate = VATLinearDecay(config.learning_rate, config.train_steps, config.lr_decay_start)
     elif config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.train_steps)
+    elif config.lr_schedule == "exponential":  # the official VAT MNIST code: x0.9 every 500 steps
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, config.lr_decay_steps, config.lr_decay_rate, staircase=True)
     else:
         learning_rate = config.learning_rate
     if config.optimizer == "adam":

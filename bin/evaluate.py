@@ -56,16 +56,9 @@ def main(argv):
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    from tf_advssl import robustness
-    from tf_advssl.config import ConfigError
+    from tf_advssl import cli, robustness
 
-    try:
-        config = robustness.validate(config_from_flags(flags.FLAGS))
-        robustness.evaluate(config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run_main(lambda: robustness.evaluate(robustness.validate(config_from_flags(flags.FLAGS))))
 
 
 if __name__ == "__main__":

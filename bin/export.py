@@ -17,22 +17,18 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
-    from tf_advssl import export, training
+    from tf_advssl import cli, export, training
     from tf_advssl.config import ConfigError
 
-    workdir = flags.FLAGS.workdir
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-        print(f"error: --workdir={workdir} holds no run (no config.json)", file=sys.stderr)
-        return 2
-    try:
+    def body():
+        workdir = flags.FLAGS.workdir
+        if not os.path.exists(os.path.join(workdir, "config.json")):
+            raise ConfigError(f"--workdir={workdir} holds no run (no config.json)")
         model, _, spec, preprocessor = training.restore_model(workdir)
-        path = export.export_run_model(model, spec, preprocessor, os.path.join(workdir, "export"),
-                                       flags.FLAGS.version)
-    except (ConfigError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+        print(export.export_run_model(model, spec, preprocessor, os.path.join(workdir, "export"),
+                                      flags.FLAGS.version))
+
+    return cli.run_main(body, {FileExistsError: 2})
 
 
 if __name__ == "__main__":

@@ -25,17 +25,15 @@ def main(argv):
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    from tf_advssl import plotting
-    from tf_advssl.config import ConfigError
+    from tf_advssl import cli, plotting
 
     workdirs = [w for value in (flags.FLAGS.workdir or []) for w in value.split(",") if w]
-    try:
+
+    def body():
         for path in plotting.plot_runs(workdirs, flags.FLAGS.kind, flags.FLAGS.out, flags.FLAGS.attack):
             print(path)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return cli.run_main(body)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_advssl import methods
-from tf_advssl.config import Config, ConfigError
+from tf_advssl import cli, methods
+from tf_advssl.config import Config
 
 HELP = {
     "method": "Training method.",
@@ -116,17 +116,12 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # keep the progress bar readable
     from tf_advssl import training  # heavy imports after flag parsing (fast --help)
 
-    try:
+    def body():
         metrics = training.run(config_from_flags(flags.FLAGS))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except training.TrainingDivergedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    print({k: metrics[k] for k in ("test_error", "train_steps", "wall_time_s", "steps_per_second")
-           if k in metrics})
-    return 0
+        print({k: metrics[k] for k in ("test_error", "train_steps", "wall_time_s", "steps_per_second")
+               if k in metrics})
+
+    return cli.run_main(body, {training.TrainingDivergedError: 3})
 
 
 if __name__ == "__main__":

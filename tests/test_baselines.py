@@ -12,38 +12,26 @@ import tensorflow as tf
 
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import BatchNormalization
-from tf_advssl.methods import get_method, make_params
+from tf_advssl.methods import make_params
 from tf_advssl.methods.fixmatch import cutout, random_cutout
 from tf_advssl.methods.mixmatch import mixup_pairs, sharpen
 from tf_advssl.methods.temporal_ensembling import bias_corrected_targets
 
+from linear_models import linear_classifier, make_method, softmax  # noqa: E402
+
 WEIGHTS = np.array([[0.8, -0.4, 0.1], [-0.3, 0.6, 0.2], [0.5, 0.1, -0.7]])
 BIAS = np.array([0.1, -0.2, 0.05])
-
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def cross_entropy(labels, logits):
     return -np.log(softmax(logits)[np.arange(len(labels)), labels])
 
 
-def linear_classifier(weights=WEIGHTS, bias=BIAS):
-    model = keras.Sequential([keras.Input((weights.shape[0],)), keras.layers.Dense(weights.shape[1])])
-    model.layers[0].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
-    return model
-
-
 def make(method, overrides=None, classifier=None, lr=1.0, total_steps=100, seed=0, **kwargs):
-    params = make_params(method, "two_circles", overrides or {})
-    classifier = classifier if classifier is not None else linear_classifier()
-    model = get_method(method)(classifier, params, num_classes=classifier.output_shape[-1],
-                               total_steps=total_steps, seed=seed, **kwargs)
-    model.compile(optimizer=keras.optimizers.SGD(lr))
-    model.optimizer.build(model.trainable_for_loss())
-    return model
+    """``method`` with its Two Circles params and ``overrides``, around the WEIGHTS/BIAS classifier."""
+    return make_method(method, classifier if classifier is not None else linear_classifier(WEIGHTS, BIAS),
+                       make_params(method, "two_circles", overrides or {}), lr=lr, total_steps=total_steps,
+                       seed=seed, **kwargs)
 
 
 def data(rng, num_labeled=4, num_unlabeled=6, dim=3, num_classes=3):

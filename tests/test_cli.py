@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,3 +55,22 @@ def test_bad_flags_fail_fast_with_named_flag(tmp_path):
     negative_eps = run("train.py", "--vat_eps=-1", f"--workdir={tmp_path / 'c'}")
     assert negative_eps.returncode == 2 and "--vat_eps must be >= 0" in negative_eps.stderr
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_run_main_maps_exceptions_to_exit_codes(capsys):
+    from tf_advssl.cli import run_main
+    from tf_advssl.config import ConfigError
+
+    def raising(error):
+        def body():
+            raise error
+        return body
+
+    assert run_main(lambda: None) == 0 and run_main(lambda: 5) == 5
+    assert run_main(raising(ConfigError("--x is bad"))) == 2
+    assert capsys.readouterr().err == "error: --x is bad\n"
+    assert run_main(raising(RuntimeError("diverged")), {RuntimeError: 3}) == 3
+    assert run_main(raising(FileExistsError("taken")), {(KeyError, OSError): 2}) == 2
+    assert capsys.readouterr().err == "error: diverged\nerror: taken\n"
+    with pytest.raises(KeyError):
+        run_main(raising(KeyError("other")), {RuntimeError: 3})

@@ -10,16 +10,7 @@ from tf_advssl.methods import get_method, make_params
 from tf_advssl.methods.base import NoParams
 
 
-from linear_models import linear_classifier, softmax  # noqa: E402
-
-
-def make(method, classifier, params=None, lr=0.1, **kwargs):
-    cls = get_method(method)
-    model = cls(classifier, params if params is not None else cls.Params(), num_classes=classifier.output_shape[-1],
-                total_steps=10, **kwargs)
-    model.compile(optimizer=keras.optimizers.SGD(lr))
-    model.optimizer.build(model.trainable_for_loss())
-    return model
+from linear_models import linear_classifier, make_method as make, softmax  # noqa: E402
 
 
 def batch(rng, num_labeled=4, num_unlabeled=6, dim=3, num_classes=2):

@@ -120,6 +120,9 @@ def test_nan_stops_training_naming_term_and_step_and_keeps_checkpoint(tmp_path, 
     (dict(lr_schedule="step"), "--lr_schedule.*exponential"),
     (dict(lr_schedule="exponential", lr_decay_rate=1.5), "--lr_decay_rate must be in"),
     (dict(dataset="mnist", data_dir="EMPTY"), "--tfds_manual_dir"),
+    (dict(batch_size=0), "--batch_size must be > 0"),
+    (dict(unlabeled_batch_size=-1), "--unlabeled_batch_size must be > 0"),
+    (dict(eval_batch_size=0), "--eval_batch_size must be > 0"),
 ])
 def test_bad_input_fails_before_any_work(tmp_path, changes, message):
     if changes.get("data_dir") == "EMPTY":
@@ -127,6 +130,18 @@ def test_bad_input_fails_before_any_work(tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):
         training.run(tiny_config(tmp_path / "run", **changes))
     assert not (tmp_path / "run").exists()
+
+
+def test_resolved_default_batch_sizes_are_positive():
+    """Batch sizes are checked before resolve() (data.validate); its defaults need no check."""
+    from tf_advssl import methods
+    from tf_advssl.config import DATASET_DEFAULTS, resolve
+
+    for method in methods.METHODS:
+        for dataset in DATASET_DEFAULTS:
+            config = resolve(Config(method=method, dataset="other" if dataset == "default" else dataset))
+            for name in ("batch_size", "unlabeled_batch_size", "eval_batch_size"):
+                assert getattr(config, name) > 0, (method, dataset, name)
 
 
 @pytest.mark.parametrize("schedule,expected", [

@@ -63,13 +63,10 @@ class VATLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 def validate(config: Config) -> Config:
     """All cheap checks of user input; returns the resolved config. Raises ConfigError."""
     methods.get_method(config.method)
-    data_lib.validate(config)
+    data_lib.validate(config)  # incl. batch sizes set by the user; resolve() fills the rest with positive defaults
     config = config_lib.resolve(config)
     if config.train_steps <= 0:
         raise ConfigError(f"--train_steps must be > 0, got {config.train_steps}")
-    for name in ("batch_size", "unlabeled_batch_size", "eval_batch_size"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name} must be > 0, got {getattr(config, name)}")
     checks = (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
               ("mixed_precision", PRECISION_POLICIES), ("strategy", STRATEGIES))
     for name, allowed in checks:

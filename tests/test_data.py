@@ -370,3 +370,86 @@ def test_load_errors_name_the_flag(tmp_path):
     name = write_npz(tmp_path / "f.npz", x.astype(np.float32), y, x[:2].astype(np.float32), y[:2])
     with pytest.raises(ConfigError, match="--dataset.*uint8 images"):
         data_lib.load(make_config(dataset=name))
+
+
+# ---------------------------------------------------------------------------
+# Streamed inputs (memory maps): same batches as in memory, only the batch's rows read.
+
+def write_npy_dir(path, x_train, y_train, x_test, y_test):
+    os.makedirs(path, exist_ok=True)
+    for key, array in dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test).items():
+        np.save(os.path.join(path, key + ".npy"), array)
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize("validation_size", [0, 10])
+def test_npy_directory_streams_and_gives_the_in_memory_batches(tmp_path, validation_size):
+    x, y = tiny_images(60, shape=(6, 5), num_classes=3)
+    x_test, y_test = tiny_images(23, shape=(6, 5), num_classes=3, seed=1)
+    common = dict(num_labeled=9, validation_size=validation_size, zca=True)
+    in_memory = data_lib.load(make_config(dataset=write_npz(tmp_path / "d.npz", x, y, x_test, y_test), **common))
+    streamed = data_lib.load(make_config(dataset=write_npy_dir(tmp_path / "d", x, y, x_test, y_test), **common))
+    assert not data_lib.is_streamed(in_memory.x_train)
+    assert data_lib.is_streamed(streamed.x_train) and data_lib.is_streamed(streamed.x_test)
+    assert isinstance(streamed.x_train, data_lib.Rows if validation_size else np.memmap)
+    np.testing.assert_array_equal(streamed.labeled_indices, in_memory.labeled_indices)
+    np.testing.assert_array_equal(streamed.y_train, in_memory.y_train)
+    np.testing.assert_array_equal(np.asarray(streamed.x_train), in_memory.x_train)
+    np.testing.assert_allclose(streamed.preprocessor.zca_matrix, in_memory.preprocessor.zca_matrix, rtol=1e-6)
+    for a, b in zip(take(data_lib.train_dataset(streamed, 4, 7, seed=5, start_step=3), 12),
+                    take(data_lib.train_dataset(in_memory, 4, 7, seed=5, start_step=3), 12)):
+        tf.nest.map_structure(np.testing.assert_array_equal, a, b)
+    splits = ("test", "val") if validation_size else ("test",)
+    for split in splits:
+        a = take(data_lib.eval_dataset(streamed, split, batch_size=8), 100)
+        b = take(data_lib.eval_dataset(in_memory, split, batch_size=8), 100)
+        assert len(a) == len(b) and len(a[-1][1]) < 8  # last batch smaller
+        tf.nest.map_structure(np.testing.assert_array_equal, a, b)
+
+
+def test_row_reader_reads_only_the_requested_rows():
+    reads = []
+
+    class Recording(np.ndarray):
+        def __getitem__(self, key):
+            reads.append(np.array(key, copy=True))
+            return np.asarray(self).__getitem__(key)
+
+    base = np.arange(50 * 3, dtype=np.uint8).reshape(50, 3).view(Recording)
+    rows = data_lib.Rows(base, np.arange(10, 50))  # e.g. the rows left after a validation split
+    read = data_lib.row_reader(rows)
+    out = read(tf.constant([0, 5, 39], tf.int64)).numpy()
+    np.testing.assert_array_equal(out, np.asarray(base)[[10, 15, 49]])
+    assert [r.tolist() for r in reads] == [[10, 15, 49]]
+
+
+def test_rows_indexing_matches_numpy():
+    base = np.arange(40 * 2 * 2, dtype=np.uint8).reshape(40, 2, 2)
+    indices = np.array([3, 1, 30, 7, 7])
+    rows, expected = data_lib.Rows(base, indices), base[indices]
+    assert rows.shape == expected.shape and len(rows) == 5 and rows.dtype == np.uint8 and rows.ndim == 3
+    for key in (2, slice(1, 4), np.array([4, 0]), (slice(None), 0, 1), (np.array([1, 2]), 1)):
+        np.testing.assert_array_equal(rows[key], expected[key])
+    np.testing.assert_array_equal(np.asarray(rows, np.float32), expected.astype(np.float32))
+    nested = data_lib.select_rows(rows, np.array([0, 2]))
+    np.testing.assert_array_equal(np.asarray(nested), base[[3, 30]])
+    low, high = data_lib.column_range(rows, chunk_size=2)
+    np.testing.assert_array_equal(low, expected.min(axis=0))
+    np.testing.assert_array_equal(high, expected.max(axis=0))
+
+
+def test_tfds_split_is_written_once_and_memory_mapped(tmp_path):
+    import tensorflow_datasets as tfds
+    config = make_config(dataset="cifar10", num_labeled=10, balanced=False, zca=False,
+                         data_dir=str(tmp_path / "tfds"), tfds_manual_dir=str(tmp_path))
+    with tfds.testing.mock_data(num_examples=30):
+        data = data_lib.load(config)
+        files = sorted((tmp_path / "tfds" / data_lib.ARRAY_CACHE_DIR / "cifar10").iterdir())
+        stamps = [f.stat().st_mtime_ns for f in files]
+        again = data_lib.load(config)
+    assert isinstance(data.x_train, np.memmap) and not data.x_train.flags.writeable
+    assert [f.name.split("-")[0] for f in files] == ["test", "test", "train", "train"]
+    assert not any(".tmp" in f.name for f in files)
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not rewritten
+    np.testing.assert_array_equal(np.asarray(again.x_train), np.asarray(data.x_train))
+    np.testing.assert_array_equal(again.y_test, data.y_test)

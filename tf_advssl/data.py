@@ -4,7 +4,7 @@ Pipeline
 --------
 1. :func:`validate` runs cheap checks on the (possibly unresolved) config before
    any work starts.
-2. :func:`load` reads a dataset as *raw* numpy arrays (uint8 NHWC images or
+2. :func:`load` reads a dataset as *raw* arrays (uint8 NHWC images or
    float32 feature vectors), removes an optional validation split from the
    training set, picks the labeled subset (balanced per class if requested) with
    ``np.random.RandomState(config.split_seed)``, and fits a
@@ -21,6 +21,15 @@ Pipeline
 5. :func:`make_augmentation` builds the Keras augmentation layers that the
    training step applies in model space.
 
+Memory: the inputs of tensorflow-datasets sets and of ``npz:DIR`` (``.npy``
+files) stay on disk.  tfds splits are written once, batch by batch, to
+``.npy`` files under ``<data_dir>/tf_advssl_arrays/`` and opened as
+read-only memory maps; the pipelines read only the rows of each batch
+(``tf.numpy_function``), so the process holds a few batches, the labels
+(8 bytes per example) and the index permutations, however large the
+dataset.  Small in-memory arrays (synthetic sets, ``npz:FILE.npz``,
+``folder:``) are gathered inside the graph instead.
+
 Dataset names: ``two_circles`` and ``moons`` (sklearn), any tensorflow-datasets
 image-classification builder (``mnist``, ``fashion_mnist``, ``svhn_cropped``,
 ``cifar10``, ``cifar100``, ...), ``npz:PATH`` and ``folder:PATH`` (see
@@ -29,6 +38,7 @@ image-classification builder (``mnist``, ``fashion_mnist``, ``svhn_cropped``,
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from typing import Optional
 
@@ -48,6 +58,11 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 FOLDER_TEST_FRACTION = 0.2
 FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 ZCA_EPSILON = 0.1
+# tfds splits are written here (under --data_dir, or tfds' default) as .npy files.
+ARRAY_CACHE_DIR = "tf_advssl_arrays"
+# In-memory arrays up to this size are gathered inside the tf.data graph; larger
+# ones and memory maps through tf.numpy_function (only the batch's rows are read).
+IN_GRAPH_BYTES = 32 * 2 ** 20
 # Epoch seeds of the two streams of train_dataset: [seed, offset + epoch].
 LABELED_STREAM_OFFSET = 0
 UNLABELED_STREAM_OFFSET = 2 ** 40
@@ -175,25 +190,32 @@ class Preprocessor:
         scale = 1.0 / 255.0
         if not zca:
             return cls(scale=scale, input_shape=spec.input_shape)
-        mean, matrix = zca_whitening(x_train_raw.reshape(len(x_train_raw), -1), scale, zca_epsilon)
+        mean, matrix = zca_whitening(x_train_raw, scale, zca_epsilon)
         return cls(scale=scale, mean=mean, zca_matrix=matrix, input_shape=spec.input_shape)
 
 
-def zca_whitening(x: np.ndarray, scale: float = 1.0, epsilon: float = ZCA_EPSILON,
+def zca_whitening(x, scale: float = 1.0, epsilon: float = ZCA_EPSILON,
                   chunk_size: int = 4096):
-    """Mean ``(D,)`` and ZCA matrix ``(D, D)`` of ``x * scale`` for ``x`` of shape ``(N, D)``.
+    """Mean ``(D,)`` and ZCA matrix ``(D, D)`` of ``x * scale``, ``x`` of shape ``(N, ...)``
+    with ``D`` the product of the trailing dimensions.
 
     The covariance is accumulated over chunks (float32 products, float64
-    sums), so a large uint8 set is never converted to float as a whole.
+    sums), so a large uint8 set (possibly memory-mapped) is never converted
+    to float, or read, as a whole.
     """
-    n, dim = x.shape
+    n = len(x)
+    dim = int(np.prod(x.shape[1:]))
+
+    def chunk(start):
+        return np.asarray(x[start:start + chunk_size]).reshape(-1, dim).astype(np.float64) * scale
+
     total = np.zeros((dim,), np.float64)
     for start in range(0, n, chunk_size):
-        total += (x[start:start + chunk_size].astype(np.float64) * scale).sum(axis=0)
+        total += chunk(start).sum(axis=0)
     mean = total / n
     cov = np.zeros((dim, dim), np.float64)
     for start in range(0, n, chunk_size):
-        centred = (x[start:start + chunk_size].astype(np.float64) * scale - mean).astype(np.float32)
+        centred = (chunk(start) - mean).astype(np.float32)
         cov += centred.T @ centred
     cov /= n
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
@@ -205,9 +227,78 @@ def zca_whitening(x: np.ndarray, scale: float = 1.0, epsilon: float = ZCA_EPSILO
 # ---------------------------------------------------------------------------
 # Loaded data.
 
+class Rows:
+    """The rows ``base[indices]`` of an array (typically a read-only memory map),
+    read on access instead of copied.
+
+    Supports what the package does with raw inputs: ``len``, ``shape``,
+    ``dtype``, ``ndim``, indexing by an integer, a slice, an index array or a
+    tuple whose first element selects rows (each returns an ndarray), and
+    ``np.asarray`` (reads every row: only for small sets).
+    """
+
+    def __init__(self, base, indices):
+        self.base = base
+        self.indices = np.asarray(indices, np.int64)
+
+    def __len__(self):
+        return len(self.indices)
+
+    @property
+    def shape(self):
+        return (len(self.indices),) + tuple(self.base.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.base.dtype
+
+    @property
+    def ndim(self):
+        return self.base.ndim
+
+    def __getitem__(self, key):
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        rows = self.indices[first]
+        if np.ndim(rows) == 0:
+            return np.asarray(self.base[int(rows)])[rest]
+        return np.asarray(self.base[rows])[(slice(None),) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.base[self.indices])
+        return out if dtype is None else out.astype(dtype)
+
+
+def is_streamed(x) -> bool:
+    """True if ``x`` is read from disk on access (a memory map or Rows of one)."""
+    return isinstance(x, (np.memmap, Rows))
+
+
+def select_rows(x, indices):
+    """``x[indices]``: a copy for in-memory arrays, :class:`Rows` for streamed ones."""
+    if isinstance(x, Rows):
+        return Rows(x.base, x.indices[indices])
+    if isinstance(x, np.memmap):
+        return Rows(x, indices)
+    return x[indices]
+
+
+def column_range(x, chunk_size: int = 65536):
+    """Per-feature ``(min, max)`` over the rows of ``x``, read in chunks."""
+    low = high = None
+    for start in range(0, len(x), chunk_size):
+        block = np.asarray(x[start:start + chunk_size], np.float32)
+        block_low, block_high = block.min(axis=0), block.max(axis=0)
+        low = block_low if low is None else np.minimum(low, block_low)
+        high = block_high if high is None else np.maximum(high, block_high)
+    return low, high
+
 @dataclasses.dataclass
 class SSLData:
-    """A dataset split for semi-supervised learning; all arrays are raw."""
+    """A dataset split for semi-supervised learning; all arrays are raw.
+
+    ``x_*`` are numpy arrays, read-only memory maps or :class:`Rows` of one
+    (streamed data, see the module docstring); labels are in memory.
+    """
     spec: DataSpec
     x_train: np.ndarray             # (N,) + input_shape, uint8 or float32
     y_train: np.ndarray             # (N,) int64
@@ -254,9 +345,9 @@ def validate(config) -> None:
     kind = _dataset_kind(name)
     if kind == "npz":
         path = name[len(NPZ_PREFIX):]
-        if not os.path.isfile(path):
-            raise ConfigError(f"--dataset={name}: file {path!r} does not exist "
-                              f"(expected an .npz with arrays {', '.join(NPZ_KEYS)})")
+        if not (os.path.isfile(path) or os.path.isdir(path)):
+            raise ConfigError(f"--dataset={name}: {path!r} does not exist (expected an .npz file with "
+                              f"arrays {', '.join(NPZ_KEYS)}, or a directory of .npy files of those names)")
     elif kind == "folder":
         path = name[len(FOLDER_PREFIX):]
         if not os.path.isdir(path):
@@ -305,9 +396,12 @@ def load(config) -> SSLData:
         points (random_state ``split_seed + 10000``), float32 (N, 2).
       * tfds names: ``train`` and ``test`` splits of ``tfds.builder(name,
         data_dir=config.data_dir)``; prepared offline from
-        ``config.tfds_manual_dir`` if needed.
+        ``config.tfds_manual_dir`` if needed; inputs streamed from ``.npy``
+        copies (module docstring).
       * ``npz:PATH``: arrays x_train, y_train, x_test, y_test (optional scalar
         num_classes); uint8 images (N, H, W[, C]) or float feature vectors (N, D).
+        PATH is an ``.npz`` file (read into memory) or a directory of
+        ``x_train.npy``, ... (inputs memory-mapped, i.e. streamed).
       * ``folder:PATH``: one sub-folder per class (or ``train/`` and ``test/``
         each holding the class sub-folders).  All images are resized to the size
         of the first image (sorted order); grayscale if that image is
@@ -340,8 +434,8 @@ def load(config) -> SSLData:
         order = rng.permutation(len(x_train))
         val_idx = np.sort(order[:config.validation_size])
         train_idx = np.sort(order[config.validation_size:])
-        x_val, y_val = x_train[val_idx], y_train[val_idx]
-        x_train, y_train = x_train[train_idx], y_train[train_idx]
+        x_val, y_val = select_rows(x_train, val_idx), y_train[val_idx]
+        x_train, y_train = select_rows(x_train, train_idx), y_train[train_idx]
 
     labeled_indices = choose_labeled(y_train, config.num_labeled, spec.num_classes,
                                      config.balanced, rng)
@@ -434,36 +528,92 @@ def _load_tfds(config):
     if splits and not {"train", "test"} <= set(splits):
         raise ConfigError(f"--dataset={name} needs 'train' and 'test' splits, has {sorted(splits)}")
 
-    def read(split):
-        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False).batch(8192)
-        xs, ys = [], []
-        for x, y in tfds.as_numpy(ds):
-            xs.append(x)
-            ys.append(y)
-        return np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int64)
+    cache_dir = os.path.join(config.data_dir or _default_tfds_dir(), ARRAY_CACHE_DIR,
+                             name.replace("/", "_").replace(":", "_"))
+    arrays = {split: _tfds_split_arrays(builder, split, cache_dir) for split in ("train", "test")}
 
-    x_train, y_train = read("train")
-    x_test, y_test = read("test")
+    (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
     spec = _image_spec(name, x_train.shape[1:], builder.info.features[label_key].num_classes)
     return spec, x_train, y_train, x_test, y_test
+
+
+def _default_tfds_dir() -> str:
+    import tensorflow_datasets as tfds
+    return os.path.expanduser(getattr(tfds.core.constants, "DATA_DIR", "~/tensorflow_datasets"))
+
+
+def _tfds_split_arrays(builder, split: str, cache_dir: str, batch_size: int = 4096):
+    """(x, y) of a tfds split: x a read-only uint8 memory map of an ``.npy`` file, y int64 in memory.
+
+    The file is written once, batch by batch (memory stays at one batch), to
+    ``cache_dir/<split>-<num_examples>-<fingerprint>_x.npy``; the fingerprint
+    hashes the first batch, so a different dataset under the same name (a new
+    version, mocked data) never reads a stale file.  Written under a
+    temporary name and renamed, so an interrupted write leaves no partial file.
+    """
+    import hashlib
+    import tensorflow_datasets as tfds
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False).batch(batch_size)
+    try:
+        num_examples = int(builder.info.splits[split].num_examples)
+    except KeyError:  # no split metadata (e.g. mocked data): count
+        num_examples = sum(len(y) for _, y in tfds.as_numpy(ds))
+    batches = iter(tfds.as_numpy(ds))
+    first_x, first_y = next(batches)
+    digest = hashlib.sha1(np.ascontiguousarray(first_x).tobytes()
+                          + np.asarray(first_y, np.int64).tobytes()).hexdigest()[:16]
+    stem = os.path.join(cache_dir, f"{split}-{num_examples}-{digest}")
+    x_path, y_path = stem + "_x.npy", stem + "_y.npy"
+    if not (os.path.exists(x_path) and os.path.exists(y_path)):
+        os.makedirs(cache_dir, exist_ok=True)
+        suffix = f".tmp{os.getpid()}"
+        x_out = np.lib.format.open_memmap(x_path + suffix, mode="w+", dtype=np.uint8,
+                                          shape=(num_examples,) + tuple(first_x.shape[1:]))
+        y_out = np.zeros((num_examples,), np.int64)
+        count = 0
+        for x, y in itertools.chain([(first_x, first_y)], batches):
+            x_out[count:count + len(x)] = x
+            y_out[count:count + len(y)] = y
+            count += len(x)
+        if count != num_examples:
+            raise ConfigError(f"--dataset={builder.name}: split {split!r} has {count} examples, its "
+                              f"metadata says {num_examples}")
+        x_out.flush()
+        del x_out
+        with open(y_path + suffix, "wb") as f:
+            np.save(f, y_out)
+        os.replace(x_path + suffix, x_path)
+        os.replace(y_path + suffix, y_path)
+    return np.load(x_path, mmap_mode="r"), np.load(y_path).astype(np.int64)
 
 
 def _load_npz(config):
     name = config.dataset
     path = name[len(NPZ_PREFIX):]
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in NPZ_KEYS if k not in f]
+    if os.path.isdir(path):  # one .npy per array; the inputs stay on disk (memory maps)
+        missing = [k for k in NPZ_KEYS if not os.path.isfile(os.path.join(path, k + ".npy"))]
         if missing:
-            raise ConfigError(f"--dataset={name}: missing arrays {missing}; the file must hold "
-                              f"{', '.join(NPZ_KEYS)} (and optionally num_classes)")
-        x_train, y_train, x_test, y_test = (f[k] for k in NPZ_KEYS)
-        num_classes = int(f["num_classes"]) if "num_classes" in f else None
+            raise ConfigError(f"--dataset={name}: missing files {[k + '.npy' for k in missing]}; the "
+                              f"directory must hold {', '.join(k + '.npy' for k in NPZ_KEYS)}")
+        arrays = {k: np.load(os.path.join(path, k + ".npy"), allow_pickle=False,
+                             mmap_mode="r" if k.startswith("x") else None) for k in NPZ_KEYS}
+        x_train, y_train, x_test, y_test = (arrays[k] for k in NPZ_KEYS)
+        classes_file = os.path.join(path, "num_classes.npy")
+        num_classes = int(np.load(classes_file)) if os.path.isfile(classes_file) else None
+    else:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_KEYS if k not in f]
+            if missing:
+                raise ConfigError(f"--dataset={name}: missing arrays {missing}; the file must hold "
+                                  f"{', '.join(NPZ_KEYS)} (and optionally num_classes)")
+            x_train, y_train, x_test, y_test = (f[k] for k in NPZ_KEYS)
+            num_classes = int(f["num_classes"]) if "num_classes" in f else None
 
     def as_raw(x, key):
         if x.dtype == np.uint8 and x.ndim in (3, 4):
             return x[..., None] if x.ndim == 3 else x
         if np.issubdtype(x.dtype, np.floating) and x.ndim == 2:
-            return x.astype(np.float32)
+            return x if x.dtype == np.float32 else x.astype(np.float32)
         raise ConfigError(f"--dataset={name}: {key} must be uint8 images (N, H, W[, C]) or float "
                           f"feature vectors (N, D); got dtype {x.dtype}, shape {x.shape}")
 
@@ -571,6 +721,30 @@ def _index_stream(num_items: int, batch_size: int, seed: int, stream_offset: int
     return epochs.flat_map(epoch_positions).skip(skip).batch(batch_size, drop_remainder=True)
 
 
+def row_reader(x):
+    """A function ``idx -> x[idx]`` on int64 index tensors, for use inside tf.data.
+
+    Small in-memory arrays become a graph constant and ``tf.gather``; memory
+    maps, :class:`Rows` and large arrays are read through ``tf.numpy_function``
+    (only the requested rows leave the disk).
+    """
+    row_shape = tuple(int(n) for n in x.shape[1:])
+    dtype = tf.as_dtype(x.dtype)
+    if not is_streamed(x) and x.nbytes <= IN_GRAPH_BYTES:
+        table = tf.constant(x)
+        return lambda idx: tf.gather(table, idx)
+
+    def read(idx):
+        return np.ascontiguousarray(x[np.asarray(idx, np.int64)], dtype=x.dtype)
+
+    def gather(idx):
+        rows = tf.numpy_function(read, [idx], dtype, stateful=False)
+        rows.set_shape(tf.TensorShape([idx.shape[0]]).concatenate(row_shape))
+        return rows
+
+    return gather
+
+
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = True
@@ -597,17 +771,17 @@ def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, see
     ``first_replica + num_local_replicas - 1`` (default: all) one after the
     other.  Only those rows are read and preprocessed.
     """
-    x_all = tf.constant(data.x_train)
+    read_rows = row_reader(data.x_train)
     y_all = tf.constant(data.y_train.astype(np.int64))
     labeled = tf.constant(np.asarray(data.labeled_indices, np.int64))
     preprocess = data.preprocessor
 
     def labeled_batch(positions):
         idx = tf.gather(labeled, positions)
-        return preprocess(tf.gather(x_all, idx)), tf.gather(y_all, idx)
+        return preprocess(read_rows(idx)), tf.gather(y_all, idx)
 
     def unlabeled_batch(idx):
-        return preprocess(tf.gather(x_all, idx)), idx
+        return preprocess(read_rows(idx)), idx
 
     positions = tf.data.Dataset.zip((
         _index_stream(data.num_labeled, batch_size, seed, LABELED_STREAM_OFFSET, start_step),
@@ -650,8 +824,11 @@ def eval_dataset(data: SSLData, split: str = "test", batch_size: int = 500) -> t
     else:
         raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     preprocess = data.preprocessor
-    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, np.int64))).batch(batch_size)
-    ds = ds.map(lambda xb, yb: (preprocess(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    read_rows = row_reader(x)
+    labels = tf.constant(np.asarray(y, np.int64))
+    ds = tf.data.Dataset.range(len(x)).batch(batch_size)
+    ds = ds.map(lambda idx: (preprocess(read_rows(idx)), tf.gather(labels, idx)),
+                num_parallel_calls=tf.data.AUTOTUNE)
     return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
 
 

@@ -151,8 +151,8 @@ def input_bounds(spec, x_train_raw: np.ndarray):
     the per-feature min and max of the training set (arrays of the input shape)."""
     if spec.pixel_range is not None:
         return float(spec.pixel_range[0]), float(spec.pixel_range[1])
-    x = np.asarray(x_train_raw, np.float32)
-    return x.min(axis=0), x.max(axis=0)
+    from tf_advssl.data import column_range
+    return column_range(x_train_raw)
 
 
 def eps_space_note(spec, attack: str) -> str:

@@ -381,7 +381,7 @@ class SCAR(SSLModel):
             return
         eps = self.params.scar_eps
         clip_min, clip_max = robustness.input_bounds(data.spec, data.x_train)
-        rows = selection_table(self._frozen_logits(data.preprocessor), np.asarray(data.x_test, np.float32),
+        rows = selection_table(self._frozen_logits(data.preprocessor), data.x_test,
                                data.y_test, [eps / 4, eps / 2, eps, 2 * eps, 4 * eps],
                                attack=self.params.scar_attack, clip_min=clip_min, clip_max=clip_max,
                                num_steps=self.params.scar_pgd_steps)

@@ -97,20 +97,27 @@ def test_targeted_attacks_move_toward_the_target():
     assert np.all(np.linalg.norm(strong - x, axis=1) <= 2000.0 * (1 + 1e-5))
 
 
-def test_same_adversarial_examples_as_adversarial_robustness_toolbox():
-    art = pytest.importorskip("art")
-    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+def art_model_and_estimator():
+    """The small raw-pixel model of the ART cross-checks and an ART estimator of it on [0, 255]."""
     from art.estimators.classification import TensorFlowV2Classifier
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(3)])
+    estimator = TensorFlowV2Classifier(model=model, nb_classes=3, input_shape=(6, 6, 1), clip_values=(0.0, 255.0),
+                                       loss_object=keras.losses.CategoricalCrossentropy(from_logits=True))
+    return model, estimator
+
+
+def test_same_adversarial_examples_as_adversarial_robustness_toolbox():
+    art = pytest.importorskip("art")
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+
+    model, estimator = art_model_and_estimator()
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 255, size=(16, 6, 6, 1)).astype(np.float32)
     x[:, 0, :, 0], x[:, -1, :, 0] = 0.0, 255.0
     y = rng.randint(0, 3, size=16)
-    estimator = TensorFlowV2Classifier(model=model, nb_classes=3, input_shape=(6, 6, 1), clip_values=(0.0, 255.0),
-                                       loss_object=keras.losses.CategoricalCrossentropy(from_logits=True))
     logits_fn = lambda v: model(v)
     bounds = (0.0, 255.0)
     for norm, attack, eps in ((np.inf, "fgsm", 12.0), (2, "fgm", 150.0)):
@@ -127,6 +134,103 @@ def test_same_adversarial_examples_as_adversarial_robustness_toolbox():
     ours = robustness.attack(logits_fn, x, (y + 1) % 3, 12.0, EvaluationConfig(attack="fgsm", target="next"), bounds)
     np.testing.assert_allclose(ours, targeted, atol=1e-2)
     assert np.abs(ours - x).max() > 1.0  # the attack moved something
+
+
+def reference_pgd_l2(model, x, y, eps, step, steps, bounds, order):
+    """Untargeted PGD-L2 without random start in numpy, from plain GradientTape gradients of the
+    summed cross-entropy: x_t + step g / ||g||_2, then either ``order="project_then_clip"``
+    (Madry et al.; cleverhans, torchattacks): x_{t+1} = clip(x + P(x_t + step g/||g|| - x)), or
+    ``order="clip_then_project"`` (ART 1.20): x_{t+1} = x + P(clip(x_t + step g/||g||) - x);
+    P: projection (rescaling) onto the L2 ball of radius eps, per example over all pixels."""
+    axes = tuple(range(1, x.ndim))
+
+    def ball(delta):
+        norm = np.sqrt(np.sum(np.square(delta, dtype=np.float64), axis=axes, keepdims=True))
+        return delta * np.minimum(1.0, eps / np.maximum(norm, 1e-12))
+
+    x = x.astype(np.float64)
+    x_t = x.copy()
+    for _ in range(steps):
+        v = tf.constant(x_t, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(v)))
+        g = tape.gradient(loss, v).numpy().astype(np.float64)
+        z = x_t + step * g / np.sqrt(np.sum(np.square(g), axis=axes, keepdims=True))
+        if order == "project_then_clip":
+            x_t = np.clip(x + ball(z - x), *bounds)
+        else:
+            x_t = x + ball(np.clip(z, *bounds) - x)
+    return x_t
+
+
+@pytest.mark.parametrize("case", ["clipping_never_binds", "projection_never_binds", "both_bind"])
+def test_pgd_l2_against_adversarial_robustness_toolbox(case):
+    """PGD-L2 (no random start) against ART's ProjectedGradientDescent{TensorFlowV2,Numpy}, norm=2.
+
+    Both take the same step, x_t + eps_step g / ||g||_2 (per example, over all pixels), but
+    ours projects onto the eps-ball and then clips to [0, 255] (Madry et al. 2018; also
+    cleverhans and torchattacks), while ART clips and then projects (``_apply_perturbation``
+    clips, ``_projection`` rescales x_adv - x_init).  The two orders give the same iterate
+    whenever at most one of the two constraints binds in a step, so:
+
+    * clipping_never_binds: pixels in [100, 155] and eps + eps_step = 85 < 100, so no iterate
+      or step can leave [0, 255]; the projection binds (4 steps of 25 > eps = 60, not
+      converged, so the result still depends on the step length) -> the same examples;
+    * projection_never_binds: eps = 1000 >= 6 steps x 60 (clipping only shortens steps), so
+      the projection is the identity, while pixels at 0 and 255 make clipping bind -> the
+      same examples;
+    * both_bind: eps = 150 < 6 x 60 with pixels at the bounds: the orders differ (by ~14
+      pixel values here), which is why the other attacks' cross-check has no PGD-L2 line.
+      Each library is checked against a numpy reference of its own order, and the two
+      references against each other.
+    """
+    pytest.importorskip("art")
+    from art.attacks.evasion import ProjectedGradientDescentNumpy, ProjectedGradientDescentTensorFlowV2
+
+    model, estimator = art_model_and_estimator()
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 3, size=16)
+    if case == "clipping_never_binds":
+        x = rng.uniform(100, 155, size=(16, 6, 6, 1)).astype(np.float32)
+        eps, step, steps = 60.0, 25.0, 4
+    else:
+        x = rng.uniform(0, 255, size=(16, 6, 6, 1)).astype(np.float32)
+        x[:, 0, :, 0], x[:, -1, :, 0] = 0.0, 255.0
+        eps, step, steps = (1000.0 if case == "projection_never_binds" else 150.0), 60.0, 6
+    bounds = (0.0, 255.0)
+    config = EvaluationConfig(attack="pgd_l2", pgd_steps=steps, pgd_step_size=step, pgd_random_start=False)
+    ours = robustness.attack(lambda v: model(v), x, y, eps, config, bounds)
+    theirs = {cls.__name__: cls(estimator, norm=2, eps=eps, eps_step=step, max_iter=steps, num_random_init=0,
+                                batch_size=16, verbose=False).generate(x, y=y)
+              for cls in (ProjectedGradientDescentTensorFlowV2, ProjectedGradientDescentNumpy)}
+    madry = reference_pgd_l2(model, x, y, eps, step, steps, bounds, "project_then_clip")
+    art_order = reference_pgd_l2(model, x, y, eps, step, steps, bounds, "clip_then_project")
+
+    norms = np.sqrt(np.sum(np.square(ours - x), axis=(1, 2, 3)))
+    assert np.all(norms <= eps * (1 + 1e-5)) and ours.min() >= 0.0 and ours.max() <= 255.0
+    if case != "both_bind":
+        for name, adv in theirs.items():
+            np.testing.assert_allclose(ours, adv, atol=1e-2, err_msg=name)  # the cross-check proper
+    np.testing.assert_allclose(ours, madry, atol=1e-2)  # our order and step, as documented
+    for name, adv in theirs.items():
+        np.testing.assert_allclose(adv, art_order, atol=1e-2, err_msg=name)  # ART's order, as read
+
+    # Each case is what it claims to be.
+    unclipped = robustness.attack(lambda v: model(v), x, y, eps, config, (None, None))
+    if case == "clipping_never_binds":
+        assert np.abs(unclipped - ours).max() < 1e-3
+        np.testing.assert_allclose(norms, eps, rtol=1e-4)  # the projection binds for every example
+    else:
+        assert np.abs(unclipped - ours).max() > 10.0  # clipping binds
+    if case == "projection_never_binds":
+        assert norms.max() < 0.5 * eps
+    if case == "both_bind":
+        assert np.abs(madry - art_order).max() > 5.0  # the orders differ here: no direct cross-check
+        for name, adv in theirs.items():
+            assert np.abs(ours - adv).max() > 5.0, f"{name} now agrees: make both_bind a direct cross-check"
+    fgm = robustness.attack(lambda v: model(v), x, y, eps, EvaluationConfig(attack="fgm"), bounds)
+    assert np.abs(ours - fgm).max() > 0.5  # not just one FGM step (50 x the tolerance)
 
 
 # ----- bin/evaluate.py ------------------------------------------------------------------

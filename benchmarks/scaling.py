@@ -3,9 +3,14 @@ virtual CPU devices, one and two worker processes, and over batch and dataset si
 peak resident memory of each process).  Every measurement runs in a fresh process.
 
     python benchmarks/scaling.py --steps=20 --batches=32:128,64:256,128:512 \
-        --dataset_sizes=10000,60000,240000
+        --dataset_sizes=10000,60000,240000,960000 --out=/tmp/bench_scaling
 
 Inputs are random uint8 images (28x28x1), labels random: the timing does not depend on them.
+They are written once to ``--out`` as ``npz:DIR`` directories of ``.npy`` files (the
+streamed path that tfds sets also take: memory maps, only each batch's rows are read) and,
+for comparison, as ``.npz`` files (read into memory); each child loads them through
+``data.load`` like ``bin/train.py``.  Peak RSS is ``ru_maxrss`` of the (first) child: it
+includes the TensorFlow runtime (~1 GiB) and any memory-mapped pages the process touched.
 """
 import json
 import os
@@ -19,7 +24,11 @@ from absl import app, flags
 
 flags.DEFINE_integer("steps", 20, "Timed steps (after 3 untimed ones).")
 flags.DEFINE_list("batches", ["32:128", "64:256", "128:512"], "labeled:unlabeled global batch sizes.")
-flags.DEFINE_list("dataset_sizes", ["10000", "60000", "240000"], "Training-set sizes of the memory sweep.")
+flags.DEFINE_list("dataset_sizes", ["10000", "60000", "240000", "960000"],
+                  "Training-set sizes of the memory sweep (streamed).")
+flags.DEFINE_list("in_memory_sizes", ["10000", "60000", "240000"],
+                  "Training-set sizes of the same sweep with the data read into memory (.npz).")
+flags.DEFINE_string("out", "/tmp/bench_scaling", "Where the generated datasets are written.")
 flags.DEFINE_string("child", None, "Internal: JSON of one measurement to run in this process.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +41,6 @@ def measure(spec):
     if spec.get("devices", 1) > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * spec["devices"])
-    import numpy as np
 
     from tf_advssl import data as data_lib
     from tf_advssl import distribution, training
@@ -42,15 +50,10 @@ def measure(spec):
     config = training.validate(Config(method="vat", dataset="mnist", batch_size=spec["batch"][0],
                                       unlabeled_batch_size=spec["batch"][1], train_steps=1000,
                                       strategy=spec["strategy"], mixed_precision=spec.get("precision", "float32")))
-    n = spec["dataset_size"]
-    rng = np.random.RandomState(0)
-    spec_data = data_lib.DataSpec("mnist", (28, 28, 1), 10, "uint8", (0, 255), True)
-    x = rng.randint(0, 256, size=(n, 28, 28, 1)).astype(np.uint8)
-    y = rng.randint(0, 10, size=n).astype(np.int64)
-    data = data_lib.SSLData(spec_data, x, y, x[:100], y[:100], None, None, np.arange(100, dtype=np.int64),
-                            data_lib.Preprocessor(scale=1 / 255.0, input_shape=(28, 28, 1)))
+    data = data_lib.load(training.validate(config.replace(dataset=spec["dataset"])))
+    assert data_lib.is_streamed(data.x_train) == spec["dataset"].endswith(".npy_dir"), spec
     with strategy.scope():
-        model = training.build_model(config, spec_data, n)
+        model = training.build_model(config, data.spec, len(data.x_train))
 
     def make(num_replicas=1, first_replica=0, num_local_replicas=None):
         return data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size, seed=0,
@@ -58,16 +61,45 @@ def measure(spec):
                                       num_local_replicas=num_local_replicas)
 
     iterator = iter(make() if spec["strategy"] == "default" else distribution.distribute_train_dataset(strategy, make))
-    model.make_train_function()
+    train_function = distribution.make_train_function(model, strategy)
     for _ in range(3):
-        float(model.train_function(iterator)["loss"])
+        float(train_function(iterator)["loss"])
     start = time.perf_counter()
     for _ in range(spec["steps"]):
-        logs = model.train_function(iterator)
+        logs = train_function(iterator)
     float(logs["loss"])
     elapsed = time.perf_counter() - start
     return {"steps_per_second": spec["steps"] / elapsed,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def write_dataset(out, n, streamed, chunk=65536):
+    """npz:... name of a random MNIST-shaped set with n training images (written once)."""
+    import numpy as np
+
+    path = os.path.join(out, f"random_{n}" + (".npy_dir" if streamed else ".npz"))
+    if os.path.exists(path):
+        return f"npz:{path}"
+    rng = np.random.RandomState(0)
+    y_train = np.arange(n, dtype=np.int64) % 10
+    x_test = rng.randint(0, 256, size=(1000, 28, 28, 1)).astype(np.uint8)
+    y_test = np.arange(1000, dtype=np.int64) % 10
+    if streamed:
+        tmp = path + ".tmp"
+        os.makedirs(tmp, exist_ok=True)
+        x_train = np.lib.format.open_memmap(os.path.join(tmp, "x_train.npy"), "w+", np.uint8, (n, 28, 28, 1))
+        for start in range(0, n, chunk):
+            x_train[start:start + chunk] = rng.randint(0, 256, size=(min(chunk, n - start), 28, 28, 1))
+        x_train.flush()
+        del x_train
+        for key, value in (("y_train", y_train), ("x_test", x_test), ("y_test", y_test)):
+            np.save(os.path.join(tmp, key + ".npy"), value)
+        os.replace(tmp, path)
+    else:
+        x_train = rng.randint(0, 256, size=(n, 28, 28, 1)).astype(np.uint8)
+        np.savez(path + ".tmp.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+        os.replace(path + ".tmp.npz", path)
+    return f"npz:{path}"
 
 
 def free_port():
@@ -85,14 +117,17 @@ def run_children(spec, workers=1):
             env = dict(env, TF_CONFIG=json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker",
                                                                                        "index": task}}))
         processes.append(subprocess.Popen([sys.executable, __file__, f"--child={json.dumps(spec)}"],
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env))
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
     try:
-        outputs = [p.communicate(timeout=1800)[0].decode() for p in processes]
+        outputs = [p.communicate(timeout=1800) for p in processes]
     finally:
         for p in processes:
             if p.poll() is None:
                 p.kill()
-    return json.loads(outputs[0].strip().splitlines()[-1])
+    for p, (_, err) in zip(processes, outputs):
+        if p.returncode:
+            raise RuntimeError(f"child failed ({p.returncode}): {spec}\n" + err.decode()[-3000:])
+    return json.loads(outputs[0][0].decode().strip().splitlines()[-1])
 
 
 def main(argv):
@@ -101,14 +136,19 @@ def main(argv):
     if FLAGS.child:
         print(json.dumps(measure(json.loads(FLAGS.child))), flush=True)
         return
-    base = {"steps": FLAGS.steps, "batch": [64, 256], "dataset_size": 60000, "strategy": "default"}
+    os.makedirs(FLAGS.out, exist_ok=True)
+    base = {"steps": FLAGS.steps, "batch": [64, 256], "dataset": write_dataset(FLAGS.out, 60000, True),
+            "strategy": "default"}
     print("| setting | steps/s | peak RSS MiB |\n|---|---|---|")
     rows = [("1 device (default strategy)", dict(base), 1),
             ("2 virtual CPU devices (mirrored)", dict(base, devices=2, strategy="mirrored"), 1),
             ("1 worker process (multi_worker)", dict(base, strategy="multi_worker"), 1),
             ("2 worker processes (multi_worker)", dict(base, strategy="multi_worker"), 2)]
     rows += [(f"batch {b}", dict(base, batch=[int(v) for v in b.split(":")]), 1) for b in FLAGS.batches]
-    rows += [(f"dataset {n}", dict(base, dataset_size=int(n)), 1) for n in FLAGS.dataset_sizes]
+    rows += [(f"dataset {int(n):,}, streamed (npz:DIR of .npy)",
+              dict(base, dataset=write_dataset(FLAGS.out, int(n), True)), 1) for n in FLAGS.dataset_sizes]
+    rows += [(f"dataset {int(n):,}, in memory (.npz)",
+              dict(base, dataset=write_dataset(FLAGS.out, int(n), False)), 1) for n in FLAGS.in_memory_sizes]
     for name, spec, workers in rows:
         if spec["strategy"] == "multi_worker" and workers == 1:
             os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{free_port()}"]},

@@ -58,7 +58,10 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     from tf_advssl import cli, robustness
 
-    return cli.run_main(lambda: robustness.evaluate(robustness.validate(config_from_flags(flags.FLAGS))))
+    def body():
+        robustness.evaluate(robustness.validate(config_from_flags(flags.FLAGS)))  # prints the table
+
+    return cli.run_main(body)
 
 
 if __name__ == "__main__":

@@ -285,8 +285,11 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     else:
         model.initialize_weights(config)
 
+    # The hook may write files (SCAR's selection records): other workers write them to scratch.
+    hook_config = config if chief else config.replace(workdir=output_dir)
+
     def make_iterator(from_step):
-        make_dataset = functools.partial(data_lib.train_dataset, model.training_data(config, data, from_step),
+        make_dataset = functools.partial(data_lib.train_dataset, model.training_data(hook_config, data, from_step),
                                          config.batch_size, config.unlabeled_batch_size, seed=config.seed,
                                          start_step=from_step)
         if config.strategy == "default":

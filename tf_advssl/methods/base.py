@@ -183,7 +183,9 @@ class SSLModel(keras.Model):
     def training_data(self, config, data, step: int):
         """Hook run by ``training.run`` at the first step of an invocation and then every
         ``data_refresh_steps`` steps: the SSLData the batches from ``step`` on are drawn
-        from (e.g. SCAR's labeled set grown by pseudo-labeled examples). Default: ``data``."""
+        from (e.g. SCAR's labeled set grown by pseudo-labeled examples). Default: ``data``.
+        ``config.workdir`` is where the hook may write: the run directory on the chief, a
+        scratch directory on the other workers of a multi-worker run."""
         return data
 
     def after_update(self):

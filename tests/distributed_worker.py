@@ -14,7 +14,14 @@ replica receives, then trains on the next two) and writes, per method, the large
 difference of every model and optimizer variable (weights, batch-norm moving
 statistics, EMA teacher, Temporal Ensembling's table, xVAT's table, generators,
 discriminators, optimizer slots, random-generator states) and of the logged
-loss terms, plus the batch shapes each replica received.
+loss terms, plus the batch shapes each replica received.  SCAR is compared last:
+its stage 1 is a ``training.run`` of a few supervised steps of the same tiny
+network and data in a temporary directory (``training.run`` seeds Keras and
+enables op determinism for the rest of the process, hence last), and both of
+its runs, after ``initialize_weights`` copied the pretrained weights, draw
+their batches from ``model.training_data`` (the labeled set grown by the
+examples that survive the selection attack) as ``training.run`` does; the size
+and pseudo-labels of the grown set are recorded for both runs.
 
 ``train``: ``training.run`` of the config in CONFIG.json (TF_CONFIG from the
 environment for --strategy=multi_worker), metrics to METRICS.json.
@@ -41,6 +48,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -78,16 +86,55 @@ def replica_consistent_random():
 BATCH_NORM_METHODS = ("supervised", "at", "pi_model", "temporal_ensembling", "xvat")
 
 
-def tiny_config(method, batch_norm=False):
-    from tf_advssl import training
+# SCAR's stage 1 (``scar_stage1``): steps and learning rate of the supervised run it starts from;
+# SCAR_EPS: the selection radius, at which that model's selection keeps some examples and rejects
+# others (the labeled set grows from 8 to 12 of the 16 training examples), so that the grown set
+# differs from both the labeled set and the whole training set.
+SCAR_STAGE1_STEPS, SCAR_STAGE1_LEARNING_RATE, SCAR_EPS = 5, 0.1, 0.3
+
+
+def tiny_settings(method, batch_norm=False, method_params=None, **changes):
+    """The tiny run config of ``method``, not validated."""
     from tf_advssl.config import Config
 
-    return training.validate(Config(
+    return Config(
         method=method, dataset="two_circles", mlp_widths=(8,), mlp_batch_norm=batch_norm, sync_batch_norm=True,
         dropout=0.0, num_train_synthetic=16, num_test_synthetic=8, batch_size=4, unlabeled_batch_size=8,
         train_steps=10, learning_rate=0.01, verbose=0, export=False,
         method_params={"aae_hidden_units": 8, "fm_gan_hidden_units": 8, "fm_gan_noise_dim": 4,
-                       "pseudo_label_threshold": 0.0, "vat_xi": 0.0}))
+                       "pseudo_label_threshold": 0.0, "vat_xi": 0.0, **(method_params or {})}).replace(**changes)
+
+
+def tiny_config(method, batch_norm=False, method_params=None):
+    from tf_advssl import training
+
+    return training.validate(tiny_settings(method, batch_norm, method_params))
+
+
+def scar_stage1(workdir):
+    """A stage-1 run directory for SCAR: a few supervised steps of the tiny network on the tiny
+    data (the fields SCAR must share with it are tiny_config's), written by ``training.run``."""
+    from tf_advssl import training
+
+    training.run(tiny_settings("supervised", workdir=workdir, train_steps=SCAR_STAGE1_STEPS,
+                               learning_rate=SCAR_STAGE1_LEARNING_RATE))
+    return workdir
+
+
+def grown_train_dataset(config, data, strategy, workdir, record):
+    """``model -> iterator`` over the batches of the SSLData that ``model.training_data``
+    returns at step 0 (SCAR's grown labeled set), as ``training.run``'s ``make_iterator``
+    draws them; the hook writes into ``workdir``.  Size and labels of the grown set go
+    into ``record``."""
+    import numpy as np
+
+    def make_iterator(model):
+        os.makedirs(workdir, exist_ok=True)  # training.run's hook directory exists (run dir or scratch)
+        grown = model.training_data(config.replace(workdir=workdir), data, 0)
+        labeled = np.asarray(grown.labeled_indices, np.int64)
+        record.append({"labeled": labeled.tolist(), "labels": grown.y_train[labeled].astype(int).tolist()})
+        return iter(train_dataset(config, grown, strategy))
+    return make_iterator
 
 
 def train_dataset(config, data, strategy):
@@ -109,7 +156,9 @@ def train_dataset(config, data, strategy):
 def run_steps(config, data, iterator, strategy, steps):
     """(variables as numpy, their names, logs of each step, per-replica batch shapes) after
     ``steps`` steps on the batches of ``iterator`` that follow the next one, which only
-    gives the shapes (1 + steps batches are taken)."""
+    gives the shapes (1 + steps batches are taken).  ``iterator`` may also be a function
+    ``model -> iterator`` (batches that depend on the model: SCAR's), called after the
+    model's ``initialize_weights``, as in ``training.run``."""
     import keras
     import tensorflow as tf
 
@@ -118,6 +167,9 @@ def run_steps(config, data, iterator, strategy, steps):
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = training.build_model(config, data.spec, len(data.x_train))
+    model.initialize_weights(config)  # as training.run at step 0 (SCAR: the pretrained weights)
+    if callable(iterator):
+        iterator = iterator(model)
     first = next(iterator)
     if strategy.num_replicas_in_sync == 1:
         shapes = [[int(d) for d in tf.nest.flatten(first)[0].shape]]
@@ -147,13 +199,19 @@ def replicas_mode(args):
 
     names = args.methods.split(",") if args.methods else sorted(methods.METHODS)
     runs = [(name, False) for name in names] + [(name, True) for name in BATCH_NORM_METHODS if name in names]
+    runs.sort(key=lambda run: run[0] == "scar")  # last: its stage-1 training.run changes global TF state
     one_device, mirrored = tf.distribute.get_strategy(), distribution.make_strategy("mirrored")
     results, inputs = {}, {}
+    scratch = tempfile.TemporaryDirectory(prefix="distributed_worker_")
     for method, batch_norm in runs:
         key = method + ("+batch_norm" if batch_norm else "")
+        method_params = {}
+        if method == "scar":
+            method_params = {"pretrained_workdir": scar_stage1(os.path.join(scratch.name, "stage1")),
+                             "scar_base": "vat", "scar_eps": SCAR_EPS}
         try:
-            config = tiny_config(method, batch_norm)
-        except ConfigError as error:  # needs more than a tiny config (e.g. SCAR's pretrained run)
+            config = tiny_config(method, batch_norm, method_params)
+        except ConfigError as error:  # reported, and failed by the test
             results[key] = {"skipped": str(error)}
             continue
         # One pair of input streams per distinct run config apart from the model: both runs of
@@ -165,6 +223,11 @@ def replicas_mode(args):
             data = data_lib.load(config)
             inputs[input_key] = data, [iter(train_dataset(config, data, s)) for s in (one_device, mirrored)]
         data, (batches_one, batches_two) = inputs[input_key]
+        grown = []
+        if method == "scar":  # batches from the grown labeled set of each run's own model
+            batches_one, batches_two = (
+                grown_train_dataset(config, data, s, os.path.join(scratch.name, f"{key}-{s.num_replicas_in_sync}"),
+                                    grown) for s in (one_device, mirrored))
         one, variable_names, logs_one, shapes_one = run_steps(config, data, batches_one, one_device, 2)
         two, _, logs_two, shapes_two = run_steps(config, data, batches_two, mirrored, 2)
         differences = [float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
@@ -178,7 +241,11 @@ def replicas_mode(args):
             "shapes_one_device": shapes_one, "shapes_per_replica": shapes_two,
             "num_replicas": mirrored.num_replicas_in_sync,
         }
+        if grown:  # SCAR: the labeled set each run trained on, and the one it was grown from
+            results[key].update(num_labeled_before=len(data.labeled_indices), num_train=len(data.x_train),
+                                grown_one_device=grown[0], grown_two_replicas=grown[1])
         print(key, results[key], flush=True)
+    scratch.cleanup()
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
 

@@ -28,6 +28,7 @@ flags.DEFINE_list("dataset_sizes", ["10000", "60000", "240000", "960000"],
                   "Training-set sizes of the memory sweep (streamed).")
 flags.DEFINE_list("in_memory_sizes", ["10000", "60000", "240000"],
                   "Training-set sizes of the same sweep with the data read into memory (.npz).")
+flags.DEFINE_list("sections", ["strategies", "batches", "datasets"], "Which groups of rows to measure.")
 flags.DEFINE_string("out", "/tmp/bench_scaling", "Where the generated datasets are written.")
 flags.DEFINE_string("child", None, "Internal: JSON of one measurement to run in this process.")
 
@@ -152,11 +153,16 @@ def main(argv):
     base = {"steps": FLAGS.steps, "batch": [64, 256], "dataset": write_dataset(FLAGS.out, 60000, True),
             "strategy": "default"}
     print("| setting | steps/s | peak RSS MiB | anon RSS MiB |\n|---|---|---|---|")
-    rows = [("1 device (default strategy)", dict(base), 1),
-            ("2 virtual CPU devices (mirrored)", dict(base, devices=2, strategy="mirrored"), 1),
-            ("1 worker process (multi_worker)", dict(base, strategy="multi_worker"), 1),
-            ("2 worker processes (multi_worker)", dict(base, strategy="multi_worker"), 2)]
-    rows += [(f"batch {b}", dict(base, batch=[int(v) for v in b.split(":")]), 1) for b in FLAGS.batches]
+    rows = []
+    if "strategies" in FLAGS.sections:
+        rows += [("1 device (default strategy)", dict(base), 1),
+                 ("2 virtual CPU devices (mirrored)", dict(base, devices=2, strategy="mirrored"), 1),
+                 ("1 worker process (multi_worker)", dict(base, strategy="multi_worker"), 1),
+                 ("2 worker processes (multi_worker)", dict(base, strategy="multi_worker"), 2)]
+    if "batches" in FLAGS.sections:
+        rows += [(f"batch {b}", dict(base, batch=[int(v) for v in b.split(":")]), 1) for b in FLAGS.batches]
+    if "datasets" not in FLAGS.sections:
+        FLAGS.dataset_sizes, FLAGS.in_memory_sizes = [], []
     rows += [(f"dataset {int(n):,}, streamed (npz:DIR of .npy)",
               dict(base, dataset=write_dataset(FLAGS.out, int(n), True)), 1) for n in FLAGS.dataset_sizes]
     rows += [(f"dataset {int(n):,}, in memory (.npz)",

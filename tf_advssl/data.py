@@ -537,6 +537,18 @@ def _load_tfds(config):
     return spec, x_train, y_train, x_test, y_test
 
 
+def open_streamed(path: str) -> np.memmap:
+    """A read-only memory map of an ``.npy`` file, advised for random access (no
+    read-ahead: a batch's rows are scattered, so reading ahead would pull most of the
+    file into the page cache and into this process's resident pages)."""
+    import mmap
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        handle.madvise(mmap.MADV_RANDOM)
+    return array
+
+
 def _default_tfds_dir() -> str:
     import tensorflow_datasets as tfds
     return os.path.expanduser(getattr(tfds.core.constants, "DATA_DIR", "~/tensorflow_datasets"))
@@ -584,7 +596,7 @@ def _tfds_split_arrays(builder, split: str, cache_dir: str, batch_size: int = 40
             np.save(f, y_out)
         os.replace(x_path + suffix, x_path)
         os.replace(y_path + suffix, y_path)
-    return np.load(x_path, mmap_mode="r"), np.load(y_path).astype(np.int64)
+    return open_streamed(x_path), np.load(y_path).astype(np.int64)
 
 
 def _load_npz(config):
@@ -595,8 +607,8 @@ def _load_npz(config):
         if missing:
             raise ConfigError(f"--dataset={name}: missing files {[k + '.npy' for k in missing]}; the "
                               f"directory must hold {', '.join(k + '.npy' for k in NPZ_KEYS)}")
-        arrays = {k: np.load(os.path.join(path, k + ".npy"), allow_pickle=False,
-                             mmap_mode="r" if k.startswith("x") else None) for k in NPZ_KEYS}
+        arrays = {k: (open_streamed if k.startswith("x") else np.load)(os.path.join(path, k + ".npy"))
+                  for k in NPZ_KEYS}
         x_train, y_train, x_test, y_test = (arrays[k] for k in NPZ_KEYS)
         classes_file = os.path.join(path, "num_classes.npy")
         num_classes = int(np.load(classes_file)) if os.path.isfile(classes_file) else None

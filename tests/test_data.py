@@ -391,7 +391,7 @@ def test_npy_directory_streams_and_gives_the_in_memory_batches(tmp_path, validat
     streamed = data_lib.load(make_config(dataset=write_npy_dir(tmp_path / "d", x, y, x_test, y_test), **common))
     assert not data_lib.is_streamed(in_memory.x_train)
     assert data_lib.is_streamed(streamed.x_train) and data_lib.is_streamed(streamed.x_test)
-    assert isinstance(streamed.x_train, data_lib.Rows if validation_size else np.memmap)
+    assert isinstance(streamed.x_train, data_lib.Rows if validation_size else data_lib.NpyRows)
     np.testing.assert_array_equal(streamed.labeled_indices, in_memory.labeled_indices)
     np.testing.assert_array_equal(streamed.y_train, in_memory.y_train)
     np.testing.assert_array_equal(np.asarray(streamed.x_train), in_memory.x_train)
@@ -423,6 +423,24 @@ def test_row_reader_reads_only_the_requested_rows():
     assert [r.tolist() for r in reads] == [[10, 15, 49]]
 
 
+def test_npy_rows_read_what_numpy_reads(tmp_path):
+    base = np.arange(30 * 4 * 3, dtype=np.uint8).reshape(30, 4, 3)
+    np.save(tmp_path / "a.npy", base)
+    rows = data_lib.NpyRows(str(tmp_path / "a.npy"))
+    assert rows.shape == base.shape and rows.dtype == np.uint8 and len(rows) == 30 and rows.nbytes == base.nbytes
+    for key in (0, -1, slice(2, 9), slice(None, None, 4), np.array([29, 0, 7, 7]), (slice(1, 3), 2),
+                (np.array([5, 1]), 0, 1), np.arange(30) % 3 == 0):
+        np.testing.assert_array_equal(rows[key], base[key])
+    np.testing.assert_array_equal(np.asarray(rows), base)
+    channels = data_lib.NpyRows(str(tmp_path / "a.npy"), row_shape=(4, 3, 1))
+    np.testing.assert_array_equal(channels[[3, 4]], base[[3, 4], :, :, None])
+    with pytest.raises(IndexError):
+        rows[np.array([30])]
+    floats = np.random.RandomState(0).normal(size=(7, 5))
+    np.save(tmp_path / "f.npy", floats)
+    np.testing.assert_array_equal(data_lib.NpyRows(str(tmp_path / "f.npy"))[[6, 2]], floats[[6, 2]])
+
+
 def test_rows_indexing_matches_numpy():
     base = np.arange(40 * 2 * 2, dtype=np.uint8).reshape(40, 2, 2)
     indices = np.array([3, 1, 30, 7, 7])
@@ -438,7 +456,7 @@ def test_rows_indexing_matches_numpy():
     np.testing.assert_array_equal(high, expected.max(axis=0))
 
 
-def test_tfds_split_is_written_once_and_memory_mapped(tmp_path):
+def test_tfds_split_is_written_once_and_read_from_disk(tmp_path):
     import tensorflow_datasets as tfds
     config = make_config(dataset="cifar10", num_labeled=10, balanced=False, zca=False,
                          data_dir=str(tmp_path / "tfds"), tfds_manual_dir=str(tmp_path))
@@ -447,7 +465,7 @@ def test_tfds_split_is_written_once_and_memory_mapped(tmp_path):
         files = sorted((tmp_path / "tfds" / data_lib.ARRAY_CACHE_DIR / "cifar10").iterdir())
         stamps = [f.stat().st_mtime_ns for f in files]
         again = data_lib.load(config)
-    assert isinstance(data.x_train, np.memmap) and not data.x_train.flags.writeable
+    assert isinstance(data.x_train, data_lib.NpyRows)
     assert [f.name.split("-")[0] for f in files] == ["test", "test", "train", "train"]
     assert not any(".tmp" in f.name for f in files)
     assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not rewritten

@@ -23,10 +23,11 @@ Pipeline
 
 Memory: the inputs of tensorflow-datasets sets and of ``npz:DIR`` (``.npy``
 files) stay on disk.  tfds splits are written once, batch by batch, to
-``.npy`` files under ``<data_dir>/tf_advssl_arrays/`` and opened as
-read-only memory maps; the pipelines read only the rows of each batch
-(``tf.numpy_function``), so the process holds a few batches, the labels
-(8 bytes per example) and the index permutations, however large the
+``.npy`` files under ``<data_dir>/tf_advssl_arrays/``, whose rows are read on
+access with ``os.pread`` (:class:`NpyRows`: no memory map, so nothing of the
+file counts towards the process's memory); the pipelines read only the rows of
+each batch (``tf.numpy_function``), so the process holds a few batches, the
+labels (8 bytes per example) and the index permutations, however large the
 dataset.  Small in-memory arrays (synthetic sets, ``npz:FILE.npz``,
 ``folder:``) are gathered inside the graph instead.
 
@@ -61,7 +62,7 @@ ZCA_EPSILON = 0.1
 # tfds splits are written here (under --data_dir, or tfds' default) as .npy files.
 ARRAY_CACHE_DIR = "tf_advssl_arrays"
 # In-memory arrays up to this size are gathered inside the tf.data graph; larger
-# ones and memory maps through tf.numpy_function (only the batch's rows are read).
+# ones and streamed ones through tf.numpy_function (only the batch's rows are read).
 IN_GRAPH_BYTES = 32 * 2 ** 20
 # Epoch seeds of the two streams of train_dataset: [seed, offset + epoch].
 LABELED_STREAM_OFFSET = 0
@@ -200,7 +201,7 @@ def zca_whitening(x, scale: float = 1.0, epsilon: float = ZCA_EPSILON,
     with ``D`` the product of the trailing dimensions.
 
     The covariance is accumulated over chunks (float32 products, float64
-    sums), so a large uint8 set (possibly memory-mapped) is never converted
+    sums), so a large uint8 set (possibly streamed from disk) is never converted
     to float, or read, as a whole.
     """
     n = len(x)
@@ -228,8 +229,8 @@ def zca_whitening(x, scale: float = 1.0, epsilon: float = ZCA_EPSILON,
 # Loaded data.
 
 class Rows:
-    """The rows ``base[indices]`` of an array (typically a read-only memory map),
-    read on access instead of copied.
+    """The rows ``base[indices]`` of an array (typically :class:`NpyRows`), read on
+    access instead of copied.
 
     Supports what the package does with raw inputs: ``len``, ``shape``,
     ``dtype``, ``ndim``, indexing by an integer, a slice, an index array or a
@@ -269,15 +270,15 @@ class Rows:
 
 
 def is_streamed(x) -> bool:
-    """True if ``x`` is read from disk on access (a memory map or Rows of one)."""
-    return isinstance(x, (np.memmap, Rows))
+    """True if ``x`` is read from disk on access (NpyRows, a memory map, or Rows of one)."""
+    return isinstance(x, (NpyRows, np.memmap, Rows))
 
 
 def select_rows(x, indices):
     """``x[indices]``: a copy for in-memory arrays, :class:`Rows` for streamed ones."""
     if isinstance(x, Rows):
         return Rows(x.base, x.indices[indices])
-    if isinstance(x, np.memmap):
+    if is_streamed(x):
         return Rows(x, indices)
     return x[indices]
 
@@ -296,7 +297,8 @@ def column_range(x, chunk_size: int = 65536):
 class SSLData:
     """A dataset split for semi-supervised learning; all arrays are raw.
 
-    ``x_*`` are numpy arrays, read-only memory maps or :class:`Rows` of one
+    ``x_*`` are numpy arrays, :class:`NpyRows` (read from disk on access) or
+    :class:`Rows` of one
     (streamed data, see the module docstring); labels are in memory.
     """
     spec: DataSpec
@@ -401,7 +403,7 @@ def load(config) -> SSLData:
       * ``npz:PATH``: arrays x_train, y_train, x_test, y_test (optional scalar
         num_classes); uint8 images (N, H, W[, C]) or float feature vectors (N, D).
         PATH is an ``.npz`` file (read into memory) or a directory of
-        ``x_train.npy``, ... (inputs memory-mapped, i.e. streamed).
+        ``x_train.npy``, ... (inputs streamed from disk).
       * ``folder:PATH``: one sub-folder per class (or ``train/`` and ``test/``
         each holding the class sub-folders).  All images are resized to the size
         of the first image (sorted order); grayscale if that image is
@@ -537,16 +539,103 @@ def _load_tfds(config):
     return spec, x_train, y_train, x_test, y_test
 
 
-def open_streamed(path: str) -> np.memmap:
-    """A read-only memory map of an ``.npy`` file, advised for random access (no
-    read-ahead: a batch's rows are scattered, so reading ahead would pull most of the
-    file into the page cache and into this process's resident pages)."""
-    import mmap
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    handle = getattr(array, "_mmap", None)
-    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        handle.madvise(mmap.MADV_RANDOM)
-    return array
+class NpyRows:
+    """Rows of an ``.npy`` file, read from disk on access with ``os.pread`` (nothing is
+    mapped or cached by this process: its memory holds only what a call returns).
+
+    Array-like enough for the package: ``len``, ``shape``, ``dtype``, ``ndim``,
+    ``nbytes``, indexing by an integer, a slice, an index array or a tuple whose
+    first element selects rows (each returns an ndarray), ``np.asarray`` (reads the
+    whole file: only for small sets).  ``row_shape`` reinterprets each row (e.g.
+    ``(28, 28, 1)`` for a file of ``(N, 28, 28)`` images).
+    """
+
+    def __init__(self, path: str, row_shape: Optional[tuple] = None):
+        self.path = path
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # header only; no page is read
+        shape, dtype, self.offset = header.shape, header.dtype, int(header.offset)
+        fortran_order = header.ndim > 1 and header.flags.f_contiguous and not header.flags.c_contiguous
+        del header
+        if fortran_order or not shape:
+            raise ValueError(f"{path}: expected a C-ordered array of rows, got shape {shape}")
+        self.dtype = np.dtype(dtype)
+        self.num_rows = int(shape[0])
+        file_row_shape = tuple(int(n) for n in shape[1:])
+        self.row_shape = file_row_shape if row_shape is None else tuple(int(n) for n in row_shape)
+        if int(np.prod(self.row_shape)) != int(np.prod(file_row_shape)):
+            raise ValueError(f"{path}: rows of shape {file_row_shape} cannot be read as {self.row_shape}")
+        self.row_bytes = int(np.prod(file_row_shape)) * self.dtype.itemsize
+        self._fd = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_fd"} | {"_fd": None}
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def __len__(self):
+        return self.num_rows
+
+    @property
+    def shape(self):
+        return (self.num_rows,) + self.row_shape
+
+    @property
+    def ndim(self):
+        return 1 + len(self.row_shape)
+
+    @property
+    def nbytes(self):
+        return self.num_rows * self.row_bytes
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start)
+        data = os.pread(self._file(), count * self.row_bytes, self.offset + start * self.row_bytes)
+        return np.frombuffer(data, self.dtype).reshape((count,) + self.row_shape).copy()
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows),) + self.row_shape, self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), self.row_bytes)
+        fd = self._file()
+        for i, row in enumerate(rows):
+            flat[i] = np.frombuffer(os.pread(fd, self.row_bytes, self.offset + int(row) * self.row_bytes), np.uint8)
+        return out
+
+    def __getitem__(self, key):
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(first, slice):
+            start, stop, step = first.indices(self.num_rows)
+            out = (self._read_range(start, stop) if step == 1
+                   else self._read_rows(np.arange(start, stop, step)))
+        elif np.ndim(first) == 0:
+            row = int(first)
+            row = row + self.num_rows if row < 0 else row
+            if not 0 <= row < self.num_rows:
+                raise IndexError(f"row {first} out of range for {self.num_rows} rows")
+            return self._read_range(row, row + 1)[0][rest]
+        else:
+            rows = np.asarray(first)
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+            rows = np.where(rows < 0, rows + self.num_rows, rows)
+            if len(rows) and (rows.min() < 0 or rows.max() >= self.num_rows):
+                raise IndexError(f"rows out of range for {self.num_rows} rows")
+            out = self._read_rows(rows)
+        return out[(slice(None),) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._read_range(0, self.num_rows)
+        return out if dtype is None else out.astype(dtype)
+
+
+def open_streamed(path: str, row_shape: Optional[tuple] = None) -> NpyRows:
+    """The rows of an ``.npy`` file, read on access (:class:`NpyRows`)."""
+    return NpyRows(path, row_shape)
 
 
 def _default_tfds_dir() -> str:
@@ -555,7 +644,7 @@ def _default_tfds_dir() -> str:
 
 
 def _tfds_split_arrays(builder, split: str, cache_dir: str, batch_size: int = 4096):
-    """(x, y) of a tfds split: x a read-only uint8 memory map of an ``.npy`` file, y int64 in memory.
+    """(x, y) of a tfds split: x uint8 rows of an ``.npy`` file read on access (NpyRows), y int64 in memory.
 
     The file is written once, batch by batch (memory stays at one batch), to
     ``cache_dir/<split>-<num_examples>-<fingerprint>_x.npy``; the fingerprint
@@ -602,7 +691,7 @@ def _tfds_split_arrays(builder, split: str, cache_dir: str, batch_size: int = 40
 def _load_npz(config):
     name = config.dataset
     path = name[len(NPZ_PREFIX):]
-    if os.path.isdir(path):  # one .npy per array; the inputs stay on disk (memory maps)
+    if os.path.isdir(path):  # one .npy per array; the inputs stay on disk (NpyRows)
         missing = [k for k in NPZ_KEYS if not os.path.isfile(os.path.join(path, k + ".npy"))]
         if missing:
             raise ConfigError(f"--dataset={name}: missing files {[k + '.npy' for k in missing]}; the "
@@ -623,7 +712,11 @@ def _load_npz(config):
 
     def as_raw(x, key):
         if x.dtype == np.uint8 and x.ndim in (3, 4):
-            return x[..., None] if x.ndim == 3 else x
+            if x.ndim == 4:
+                return x
+            return open_streamed(x.path, x.row_shape + (1,)) if isinstance(x, NpyRows) else x[..., None]
+        if isinstance(x, NpyRows) and x.dtype != np.float32:
+            x = np.asarray(x)  # float64 feature vectors: converted in memory
         if np.issubdtype(x.dtype, np.floating) and x.ndim == 2:
             return x if x.dtype == np.float32 else x.astype(np.float32)
         raise ConfigError(f"--dataset={name}: {key} must be uint8 images (N, H, W[, C]) or float "

@@ -49,13 +49,11 @@ def test_vat_direction_is_top_eigenvector(num_classes, iterations, xi):
         assert np.linalg.norm(r_adv[n]) == pytest.approx(2.0, rel=1e-3)
 
 
-def test_vat_default_xi_finds_the_direction_on_pixel_scale_inputs_where_1e6_does_not():
+def test_exact_vat_step_on_pixel_scale_inputs_where_xi_1e6_is_lost_to_rounding():
     """MNIST-like inputs (784 features in [0, 1], 12 % zeros), one power iteration as in
-    the paper: the default ``vat_xi`` (0, the exact limit) gives the closed-form step
-    ``H d``; the official xi = 1e-6 does not in
-    float32 (x + 1e-6 d/||d|| moves each feature by ~4e-8, below the 6e-8 spacing of
-    float32 at 0.5), which is why the default is 0 (docs/RESULTS.md)."""
-    from tf_advssl.methods.vat import VATParams
+    the paper: ``xi = 0`` (the exact limit) gives the closed-form step ``H d``; the
+    official xi = 1e-6 does not in float32 (x + 1e-6 d/||d|| moves each feature by
+    ~4e-8, below the 6e-8 spacing of float32 at 0.5; docs/RESULTS.md)."""
     rng = np.random.RandomState(2)
     dim, num_classes = 784, 10
     weights, bias = rng.normal(scale=0.1, size=(dim, num_classes)), rng.normal(size=num_classes)
@@ -73,8 +71,7 @@ def test_vat_default_xi_finds_the_direction_on_pixel_scale_inputs_where_1e6_does
                                                initial_direction=start.astype(np.float32)).numpy()
         return np.array([cosine(r_adv[n], expected[n]) for n in range(len(x))])
 
-    assert VATParams().vat_xi == 0.0
-    assert cosines(VATParams().vat_xi).min() > 0.99
+    assert cosines(0.0).min() > 0.99
     assert np.median(cosines(1e-6)) < 0.9, cosines(1e-6)
 
 

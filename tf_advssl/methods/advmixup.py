@@ -62,9 +62,8 @@ class AdvMixupParams:
     mixup_weight: float = param(1.0, "Weight beta of the consistency term after the ramp-up.")
     mixup_rampup: float = param(0.25, "Length of the sigmoid ramp-up of beta, as a fraction of --train_steps.")
     vat_eps: float = param(1.0, "L2 radius eps of the adversarial perturbation (model space).")
-    # 1e-6 stays the default here (unlike --method=vat): the target is the teacher, not the
-    # student's own prediction, so the finite difference is dominated by the first-order
-    # term J^T (p_student - p_teacher), which float32 resolves.
+    # With the teacher as target the finite difference is dominated by the first-order
+    # term J^T (p_student - p_teacher), which float32 resolves (unlike VAT's H d).
     vat_xi: float = param(1e-6, "Finite-difference radius xi of the power iteration.")
 
     DATASET_DEFAULTS: ClassVar[dict] = {name: {"vat_eps": values["vat_eps"]}

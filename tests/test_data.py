@@ -471,3 +471,16 @@ def test_tfds_split_is_written_once_and_read_from_disk(tmp_path):
     assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not rewritten
     np.testing.assert_array_equal(np.asarray(again.x_train), np.asarray(data.x_train))
     np.testing.assert_array_equal(again.y_test, data.y_test)
+
+
+def test_npy_rows_survive_pickling_and_concurrent_reads(tmp_path):
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+    base = np.random.RandomState(3).randint(0, 256, size=(200, 8), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", base)
+    rows = pickle.loads(pickle.dumps(data_lib.NpyRows(str(tmp_path / "a.npy"))))
+    requests = [np.random.RandomState(k).randint(0, 200, 50) for k in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda idx: rows[idx], requests))
+    for idx, out in zip(requests, results):
+        np.testing.assert_array_equal(out, base[idx])

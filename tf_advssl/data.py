@@ -565,14 +565,18 @@ class NpyRows:
         if int(np.prod(self.row_shape)) != int(np.prod(file_row_shape)):
             raise ValueError(f"{path}: rows of shape {file_row_shape} cannot be read as {self.row_shape}")
         self.row_bytes = int(np.prod(file_row_shape)) * self.dtype.itemsize
-        self._fd = None
+        # Opened once here: tf.data calls the readers from several threads, and pread
+        # (which takes the offset per call) is safe to share.
+        self._fd = os.open(self.path, os.O_RDONLY)
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_fd"} | {"_fd": None}
+        return {k: v for k, v in self.__dict__.items() if k != "_fd"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fd = os.open(self.path, os.O_RDONLY)
 
     def _file(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
         return self._fd
 
     def __del__(self):

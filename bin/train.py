@@ -39,6 +39,7 @@ HELP = {
     "mlp_widths": "Hidden widths of the mlp network.",
     "mlp_batch_norm": "Batch norm after each hidden layer of the mlp network.",
     "dropout": "Dropout rate of the convolutional networks.",
+    "top_bn": "Batch norm on the logits (mlp, conv_small, conv_large), as the official VAT code.",
     "train_steps": "Number of parameter updates.",
     "batch_size": "Labeled examples per step (default 32; FixMatch and MixMatch 64).",
     "unlabeled_batch_size": "Unlabeled examples per step (default 128; 1500, the whole default "

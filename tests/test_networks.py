@@ -273,6 +273,7 @@ def _moving_stats(model):
 
 @pytest.mark.parametrize("name,input_shape,kwargs", [
     ("mlp", (2,), dict(mlp_widths=(16, 8), dropout=0.0)),
+    ("mlp", (2,), dict(mlp_widths=(16, 8), dropout=0.0, top_bn=True)),
     ("conv_small", MNIST, {}),
 ])
 def test_frozen_batch_stats(name, input_shape, kwargs):
@@ -302,6 +303,33 @@ def test_frozen_batch_stats(name, input_shape, kwargs):
     after = _moving_stats(model)
     assert len(after) == len(before) > 0
     assert all(not np.array_equal(old, new) for old, new in zip(before, after))
+
+
+@pytest.mark.parametrize("name,input_shape,kwargs", [
+    ("mlp", (2,), dict(mlp_widths=(16, 8))), ("conv_small", MNIST, {})])
+def test_top_bn_normalises_the_logits_of_a_batch(name, input_shape, kwargs):
+    """--top_bn (official VAT code): the logits are batch-normalised, so in training mode
+    each class's logit has mean beta = 0 and standard deviation gamma = 1 over the batch."""
+    model = networks.build_network(name, input_shape, 10, top_bn=True, **kwargs)
+    assert isinstance(model.layers[-1], keras.layers.BatchNormalization)
+    assert model.layers[-2].name.endswith("logits") and not model.layers[-2].use_bias
+    x = _rand((32,) + input_shape, seed=4) * 2.0 + 0.5
+    raw, logits = (t.numpy() for t in keras.Model(model.inputs, [model.layers[-2].output, model.output])(
+        x, training=True))  # one call: the same dropout masks
+    expected = (raw - raw.mean(axis=0)) / np.sqrt(raw.var(axis=0) + model.layers[-1].epsilon)
+    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(logits.mean(axis=0), 0.0, atol=1e-4)
+    plain = networks.build_network(name, input_shape, 10, **kwargs)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in plain.layers[-1:])
+    with pytest.raises(ConfigError, match="--top_bn"):
+        networks.build_network("wrn28_2", CIFAR, 10, top_bn=True)
+
+
+def test_top_bn_logits_stay_float32_under_mixed_float16(restore_policy):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = networks.build_network("mlp", (2,), 10, mlp_widths=(16, 8), top_bn=True)
+    assert model.layers[-1].compute_dtype == "float32"
+    assert model(_rand((4, 2)), training=True).dtype == tf.float32
 
 
 # ---------------------------------------------------------------------------

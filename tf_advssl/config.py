@@ -42,6 +42,7 @@ class Config:
     # Network.
     mlp_widths: Optional[tuple] = None
     mlp_batch_norm: Optional[bool] = None
+    top_bn: bool = False                  # batch norm on the logits (official VAT code's --top_bn)
     dropout: Optional[float] = None
 
     # Optimisation.

@@ -124,10 +124,20 @@ def _image_shape(input_shape, network: str):
 # MLP
 # ---------------------------------------------------------------------------
 
+def _top(h, num_classes, b, top_bn):
+    """Dense logits (float32), batch-normalised when ``top_bn`` (the official VAT code's
+    ``--top_bn``: the logits of a batch have a learned per-class scale and shift)."""
+    logits = keras.layers.Dense(num_classes, kernel_initializer=b.he_normal(), dtype="float32",
+                                use_bias=not top_bn, name=b.name("logits"))(h)
+    if top_bn:
+        logits = BatchNormalization(momentum=VAT_BN_MOMENTUM, dtype="float32", name=b.name("bn_logits"))(logits)
+    return logits
+
+
 def build_mlp(input_shape, num_classes, *, mlp_widths=(1200, 600, 300, 150, 150),
-              dropout=0.0, seed=0, name_prefix=None, batch_norm=True) -> keras.Model:
-    """Flatten -> [Dense -> BN -> ReLU] per width (dropout between) -> Dense logits.
-    Without ``batch_norm`` the hidden Dense layers have biases instead."""
+              dropout=0.0, seed=0, name_prefix=None, batch_norm=True, top_bn=False) -> keras.Model:
+    """Flatten -> [Dense -> BN -> ReLU] per width (dropout between) -> Dense logits
+    (-> BN with ``top_bn``).  Without ``batch_norm`` the hidden Dense layers have biases instead."""
     b = _Builder(seed, name_prefix)
     widths = tuple(int(w) for w in mlp_widths)
     if not widths or any(w <= 0 for w in widths):
@@ -147,16 +157,14 @@ def build_mlp(input_shape, num_classes, *, mlp_widths=(1200, 600, 300, 150, 150)
         h = keras.layers.ReLU(name=b.name(f"relu{i}"))(h)
         if dropout > 0 and i < len(widths) - 1:
             h = keras.layers.Dropout(dropout, seed=b.seed(), name=b.name(f"dropout{i}"))(h)
-    logits = keras.layers.Dense(num_classes, kernel_initializer=b.he_normal(), dtype="float32",
-                                name=b.name("logits"))(h)
-    return keras.Model(inputs, logits, name=b.name("mlp"))
+    return keras.Model(inputs, _top(h, num_classes, b, top_bn), name=b.name("mlp"))
 
 
 # ---------------------------------------------------------------------------
 # VAT conv-large / conv-small
 # ---------------------------------------------------------------------------
 
-def _vat_cnn(model_name, widths, input_shape, num_classes, dropout, seed, name_prefix):
+def _vat_cnn(model_name, widths, input_shape, num_classes, dropout, seed, name_prefix, top_bn=False):
     """Shared body of conv-large / conv-small; ``widths`` = (w1, w2, w3, w4, w5)."""
     h_in, w_in, _ = _image_shape(input_shape, model_name)
     # Two SAME max-pools then a VALID 3x3 conv: need at least 3x3 left.
@@ -185,23 +193,21 @@ def _vat_cnn(model_name, widths, input_shape, num_classes, dropout, seed, name_p
     h = conv_bn_lrelu(h, w4, 1, "same", "3b")
     h = conv_bn_lrelu(h, w5, 1, "same", "3c")
     h = keras.layers.GlobalAveragePooling2D(name=b.name("gap"))(h)
-    logits = keras.layers.Dense(num_classes, kernel_initializer=b.he_normal(), dtype="float32",
-                                name=b.name("logits"))(h)
-    return keras.Model(inputs, logits, name=b.name(model_name))
+    return keras.Model(inputs, _top(h, num_classes, b, top_bn), name=b.name(model_name))
 
 
 def build_conv_large(input_shape, num_classes, *, dropout=0.5, seed=0, name_prefix=None,
-                     **_unused) -> keras.Model:
+                     top_bn=False, **_unused) -> keras.Model:
     """VAT conv-large (128/256/512-256-128)."""
     return _vat_cnn("conv_large", (128, 256, 512, 256, 128), input_shape, num_classes,
-                    dropout, seed, name_prefix)
+                    dropout, seed, name_prefix, top_bn)
 
 
 def build_conv_small(input_shape, num_classes, *, dropout=0.5, seed=0, name_prefix=None,
-                     **_unused) -> keras.Model:
+                     top_bn=False, **_unused) -> keras.Model:
     """VAT conv-small (96/192/192-192-192)."""
     return _vat_cnn("conv_small", (96, 192, 192, 192, 192), input_shape, num_classes,
-                    dropout, seed, name_prefix)
+                    dropout, seed, name_prefix, top_bn)
 
 
 # ---------------------------------------------------------------------------
@@ -266,12 +272,14 @@ NETWORKS: Dict[str, Callable[..., keras.Model]] = {
 def build_network(name: str, input_shape: tuple, num_classes: int, *,
                   mlp_widths: Sequence[int] = (1200, 600, 300, 150, 150),
                   dropout: float = 0.5, seed: int = 0,
-                  name_prefix: Optional[str] = None, mlp_batch_norm: bool = True) -> keras.Model:
+                  name_prefix: Optional[str] = None, mlp_batch_norm: bool = True,
+                  top_bn: bool = False) -> keras.Model:
     """Build network ``name`` mapping inputs of shape ``input_shape`` to float32 logits.
 
     ``input_shape`` excludes the batch axis (any batch size is accepted).
     ``mlp_widths`` and ``mlp_batch_norm`` are used by ``mlp`` only; ``dropout`` by ``mlp`` and the VAT
-    CNNs (``wrn28_2`` has none).  ``name_prefix`` prefixes every layer name
+    CNNs (``wrn28_2`` has none); ``top_bn`` (batch norm on the logits) by ``mlp`` and the VAT
+    CNNs.  ``name_prefix`` prefixes every layer name
     and the model name (useful when two copies live in one graph).
     """
     if name not in NETWORKS:
@@ -288,6 +296,10 @@ def build_network(name: str, input_shape: tuple, num_classes: int, *,
         raise ConfigError(f"number of classes must be positive, got {num_classes}")
     dropout = _check_dropout(dropout)
     kwargs = dict(dropout=dropout, seed=int(seed), name_prefix=name_prefix)
+    if top_bn:
+        if name not in ("mlp", "conv_small", "conv_large"):
+            raise ConfigError(f"--top_bn applies to mlp, conv_small and conv_large, not --network={name}")
+        kwargs["top_bn"] = True
     if name == "mlp":
         kwargs["mlp_widths"] = mlp_widths
         kwargs["batch_norm"] = bool(mlp_batch_norm)

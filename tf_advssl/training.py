@@ -76,6 +76,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
     if not 0.0 <= config.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
+    if config.top_bn and config.network not in ("mlp", "conv_small", "conv_large"):
+        raise ConfigError(f"--top_bn applies to --network=mlp, conv_small or conv_large, not {config.network}")
     if not 0.0 < config.lr_decay_rate <= 1.0:
         raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
     if config.lr_decay_steps <= 0:
@@ -141,7 +143,7 @@ def _build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: in
     params = method_cls.Params(**config.method_params)
     classifier = build_network(config.network, spec.input_shape, spec.num_classes,
                                mlp_widths=tuple(config.mlp_widths), mlp_batch_norm=config.mlp_batch_norm,
-                               dropout=config.dropout,
+                               top_bn=config.top_bn, dropout=config.dropout,
                                seed=config.seed)
     augmentation = data_lib.make_augmentation(spec, config.augment_translate, config.augment_flip,
                                               seed=config.seed + 1)

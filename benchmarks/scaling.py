@@ -56,12 +56,7 @@ def measure(spec):
     with strategy.scope():
         model = training.build_model(config, data.spec, len(data.x_train))
 
-    def make(num_replicas=1, first_replica=0, num_local_replicas=None):
-        return data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size, seed=0,
-                                      num_replicas=num_replicas, first_replica=first_replica,
-                                      num_local_replicas=num_local_replicas)
-
-    iterator = iter(make() if spec["strategy"] == "default" else distribution.distribute_train_dataset(strategy, make))
+    iterator = iter(distribution.train_batches(strategy, data, config.batch_size, config.unlabeled_batch_size, seed=0))
     train_function = distribution.make_train_function(model, strategy)
     for _ in range(3):
         float(train_function(iterator)["loss"])

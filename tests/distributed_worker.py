@@ -138,19 +138,10 @@ def grown_train_dataset(config, data, strategy, workdir, record):
 
 
 def train_dataset(config, data, strategy):
-    """The training batches of ``config``: global batches for one replica, replica slices
-    (``distribution.distribute_train_dataset``) for several."""
-    from tf_advssl import data as data_lib
+    """The training batches of ``config`` for ``strategy``, as ``training.run`` draws them."""
     from tf_advssl import distribution
 
-    def make_dataset(num_replicas=1, first_replica=0, num_local_replicas=None):
-        return data_lib.train_dataset(data, config.batch_size, config.unlabeled_batch_size, seed=config.seed,
-                                      num_replicas=num_replicas, first_replica=first_replica,
-                                      num_local_replicas=num_local_replicas)
-
-    if strategy.num_replicas_in_sync == 1:
-        return make_dataset()
-    return distribution.distribute_train_dataset(strategy, make_dataset)
+    return distribution.train_batches(strategy, data, config.batch_size, config.unlabeled_batch_size, config.seed)
 
 
 def run_steps(config, data, iterator, strategy, steps):

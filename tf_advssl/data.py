@@ -576,9 +576,6 @@ class NpyRows:
         self.__dict__.update(state)
         self._fd = os.open(self.path, os.O_RDONLY)
 
-    def _file(self) -> int:
-        return self._fd
-
     def __del__(self):
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
@@ -600,13 +597,13 @@ class NpyRows:
 
     def _read_range(self, start: int, stop: int) -> np.ndarray:
         count = max(0, stop - start)
-        data = os.pread(self._file(), count * self.row_bytes, self.offset + start * self.row_bytes)
+        data = os.pread(self._fd, count * self.row_bytes, self.offset + start * self.row_bytes)
         return np.frombuffer(data, self.dtype).reshape((count,) + self.row_shape).copy()
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows),) + self.row_shape, self.dtype)
         flat = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), self.row_bytes)
-        fd = self._file()
+        fd = self._fd
         for i, row in enumerate(rows):
             flat[i] = np.frombuffer(os.pread(fd, self.row_bytes, self.offset + int(row) * self.row_bytes), np.uint8)
         return out
@@ -635,11 +632,6 @@ class NpyRows:
     def __array__(self, dtype=None, copy=None):
         out = self._read_range(0, self.num_rows)
         return out if dtype is None else out.astype(dtype)
-
-
-def open_streamed(path: str, row_shape: Optional[tuple] = None) -> NpyRows:
-    """The rows of an ``.npy`` file, read on access (:class:`NpyRows`)."""
-    return NpyRows(path, row_shape)
 
 
 def _default_tfds_dir() -> str:
@@ -689,7 +681,7 @@ def _tfds_split_arrays(builder, split: str, cache_dir: str, batch_size: int = 40
             np.save(f, y_out)
         os.replace(x_path + suffix, x_path)
         os.replace(y_path + suffix, y_path)
-    return open_streamed(x_path), np.load(y_path).astype(np.int64)
+    return NpyRows(x_path), np.load(y_path).astype(np.int64)
 
 
 def _load_npz(config):
@@ -700,7 +692,7 @@ def _load_npz(config):
         if missing:
             raise ConfigError(f"--dataset={name}: missing files {[k + '.npy' for k in missing]}; the "
                               f"directory must hold {', '.join(k + '.npy' for k in NPZ_KEYS)}")
-        arrays = {k: (open_streamed if k.startswith("x") else np.load)(os.path.join(path, k + ".npy"))
+        arrays = {k: (NpyRows if k.startswith("x") else np.load)(os.path.join(path, k + ".npy"))
                   for k in NPZ_KEYS}
         x_train, y_train, x_test, y_test = (arrays[k] for k in NPZ_KEYS)
         classes_file = os.path.join(path, "num_classes.npy")
@@ -718,7 +710,7 @@ def _load_npz(config):
         if x.dtype == np.uint8 and x.ndim in (3, 4):
             if x.ndim == 4:
                 return x
-            return open_streamed(x.path, x.row_shape + (1,)) if isinstance(x, NpyRows) else x[..., None]
+            return NpyRows(x.path, x.row_shape + (1,)) if isinstance(x, NpyRows) else x[..., None]
         if isinstance(x, NpyRows) and x.dtype != np.float32:
             x = np.asarray(x)  # float64 feature vectors: converted in memory
         if np.issubdtype(x.dtype, np.floating) and x.ndim == 2:

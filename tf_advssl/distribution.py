@@ -45,6 +45,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tf_advssl import data as data_lib
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
 
@@ -133,6 +134,15 @@ def distribute_train_dataset(strategy, make_dataset):
     """
     return strategy.distribute_datasets_from_function(
         lambda context: make_dataset(*replica_slices(context)))
+
+
+def train_batches(strategy, data, batch_size: int, unlabeled_batch_size: int, seed: int, start_step: int = 0):
+    """The training stream of ``data`` (``data.train_dataset``) for ``strategy``: the global
+    batches on the default strategy (its one input pipeline reads every replica slice of the
+    one replica), each replica's slices on the others (``distribute_train_dataset``)."""
+    return distribute_train_dataset(strategy, lambda replicas, first, count: data_lib.train_dataset(
+        data, batch_size, unlabeled_batch_size, seed=seed, start_step=start_step, num_replicas=replicas,
+        first_replica=first, num_local_replicas=count))
 
 
 def make_train_function(model, strategy):

@@ -124,6 +124,9 @@ def _image_shape(input_shape, network: str):
 # MLP
 # ---------------------------------------------------------------------------
 
+TOP_BN_NETWORKS = ("mlp", "conv_small", "conv_large")  # the networks --top_bn applies to
+
+
 def _top(h, num_classes, b, top_bn):
     """Dense logits (float32), batch-normalised when ``top_bn`` (the official VAT code's
     ``--top_bn``: the logits of a batch have a learned per-class scale and shift)."""
@@ -297,8 +300,8 @@ def build_network(name: str, input_shape: tuple, num_classes: int, *,
     dropout = _check_dropout(dropout)
     kwargs = dict(dropout=dropout, seed=int(seed), name_prefix=name_prefix)
     if top_bn:
-        if name not in ("mlp", "conv_small", "conv_large"):
-            raise ConfigError(f"--top_bn applies to mlp, conv_small and conv_large, not --network={name}")
+        if name not in TOP_BN_NETWORKS:
+            raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {name}")
         kwargs["top_bn"] = True
     if name == "mlp":
         kwargs["mlp_widths"] = mlp_widths

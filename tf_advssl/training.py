@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from tf_advssl import config as config_lib
 from tf_advssl import data as data_lib
 from tf_advssl import distribution, methods
 from tf_advssl.config import Config, ConfigError
-from tf_advssl.networks import build_network
+from tf_advssl.networks import TOP_BN_NETWORKS, build_network
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("vat_linear", "constant", "cosine", "exponential")
@@ -76,8 +75,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
     if not 0.0 <= config.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
-    if config.top_bn and config.network not in ("mlp", "conv_small", "conv_large"):
-        raise ConfigError(f"--top_bn applies to --network=mlp, conv_small or conv_large, not {config.network}")
+    if config.top_bn and config.network not in TOP_BN_NETWORKS:
+        raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {config.network}")
     if not 0.0 < config.lr_decay_rate <= 1.0:
         raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
     if config.lr_decay_steps <= 0:
@@ -291,13 +290,9 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     hook_config = config if chief else config.replace(workdir=output_dir)
 
     def make_iterator(from_step):
-        make_dataset = functools.partial(data_lib.train_dataset, model.training_data(hook_config, data, from_step),
-                                         config.batch_size, config.unlabeled_batch_size, seed=config.seed,
-                                         start_step=from_step)
-        if config.strategy == "default":
-            return iter(make_dataset())
-        return iter(distribution.distribute_train_dataset(strategy, lambda replicas, first, count: make_dataset(
-            num_replicas=replicas, first_replica=first, num_local_replicas=count)))
+        return iter(distribution.train_batches(strategy, model.training_data(hook_config, data, from_step),
+                                               config.batch_size, config.unlabeled_batch_size, config.seed,
+                                               start_step=from_step))
 
     iterator = make_iterator(start_step)
     train_function = distribution.make_train_function(model, strategy)

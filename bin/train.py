@@ -57,6 +57,10 @@ HELP = {
     "lr_decay_steps": "Steps between two decays of the exponential schedule.",
     "eval_ema": "Evaluate and export an EMA copy of the weights.",
     "ema_decay": "Decay of the EMA weights / mean teacher.",
+    "bn_recalibration": "After training, re-estimate the batch-norm statistics of the evaluated network as "
+                        "the average batch statistics over training inputs (the official VAT MNIST code's "
+                        "'finetune batch stat'); training-time statistics come from the labeled batches only.",
+    "bn_recalibration_examples": "Training inputs (a seeded random subset) used by --bn_recalibration.",
     "jit_compile": "Compile the train step with XLA.",
     "eval_every": "Steps between test evaluations.",
     "checkpoint_every": "Steps between checkpoints.",

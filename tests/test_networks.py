@@ -443,3 +443,52 @@ def test_weight_norm_layers_save_and_load(tmp_path):
     loaded = keras.saving.load_model(path)
     x = _rand((3, 5, 5, 1))
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Batch-norm recalibration (official VAT "finetune batch stat")
+# ---------------------------------------------------------------------------
+
+
+def _relu(v):
+    return np.maximum(v, 0.0)
+
+
+def test_recalibration_sets_moving_stats_to_the_average_batch_statistics():
+    """Two Dense-BN-ReLU layers, two batches: each moving mean / variance becomes the mean over
+    batches of that batch's statistics, with the first BN normalising by its batch statistics
+    when the second BN's input is formed (training mode), computed here by hand in NumPy."""
+    model = networks.build_mlp((3,), 2, mlp_widths=(4, 5), seed=1)
+    bns = advssl_layers.batch_norm_layers(model)
+    assert len(bns) == 2
+    for bn in bns:  # stale statistics from "training" that must be replaced entirely
+        bn.moving_mean.assign(np.full(bn.moving_mean.shape, 7.0, np.float32))
+        bn.moving_variance.assign(np.full(bn.moving_variance.shape, 9.0, np.float32))
+    momenta = [bn.momentum for bn in bns]
+    batches = [_rand((6, 3), seed=2), _rand((6, 3), seed=3)]
+    eps = bns[0].epsilon
+    w0, w1 = (model.get_layer(name).kernel.numpy() for name in ("dense0", "dense1"))
+
+    means0, vars0, means1, vars1 = [], [], [], []
+    for x in batches:
+        h0 = x.astype(np.float64) @ w0
+        m0, v0 = h0.mean(0), h0.var(0)
+        h1 = _relu((h0 - m0) / np.sqrt(v0 + eps)) @ w1  # gamma 1, beta 0 at initialisation
+        means0.append(m0), vars0.append(v0), means1.append(h1.mean(0)), vars1.append(h1.var(0))
+
+    assert advssl_layers.recalibrate_batch_norm(model, batches) == 2
+    np.testing.assert_allclose(bns[0].moving_mean.numpy(), np.mean(means0, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bns[0].moving_variance.numpy(), np.mean(vars0, 0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bns[1].moving_mean.numpy(), np.mean(means1, 0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bns[1].moving_variance.numpy(), np.mean(vars1, 0), rtol=1e-4, atol=1e-6)
+    assert [bn.momentum for bn in bns] == momenta  # restored
+    # Trainable weights are untouched.
+    np.testing.assert_array_equal(model.get_layer("dense0").kernel.numpy(), w0)
+
+
+def test_recalibration_without_batch_norm_changes_nothing():
+    model = networks.build_mlp((3,), 2, mlp_widths=(4,), seed=1, batch_norm=False)
+    before = [w.numpy().copy() for w in model.weights]
+    assert advssl_layers.recalibrate_batch_norm(model, [_rand((4, 3))]) == 0
+    for b, w in zip(before, model.weights):
+        np.testing.assert_array_equal(b, w.numpy())

@@ -119,6 +119,7 @@ def test_nan_stops_training_naming_term_and_step_and_keeps_checkpoint(tmp_path, 
     (dict(train_steps=0), "--train_steps"),
     (dict(lr_schedule="step"), "--lr_schedule.*exponential"),
     (dict(lr_schedule="exponential", lr_decay_rate=1.5), "--lr_decay_rate must be in"),
+    (dict(bn_recalibration_examples=0), "--bn_recalibration_examples must be >= 1"),
     (dict(dataset="mnist", data_dir="EMPTY"), "--tfds_manual_dir"),
     (dict(batch_size=0), "--batch_size must be > 0"),
     (dict(unlabeled_batch_size=-1), "--unlabeled_batch_size must be > 0"),
@@ -155,3 +156,31 @@ def test_learning_rate_schedules(schedule, expected):
     optimizer = training.build_optimizer(config)
     for step, lr in expected.items():
         assert float(optimizer._learning_rate(step)) == pytest.approx(lr, rel=1e-5, abs=1e-12), step
+
+
+def test_bn_recalibration_after_training_is_checkpointed(tmp_path):
+    """With --bn_recalibration the saved model's BN statistics are those of recalibrating the
+    same trained model (trained without it) on the seeded subset of training inputs; the
+    trainable weights are the same, and the statistics differ from the training-time ones."""
+    from tf_advssl.layers import recalibrate_batch_norm
+
+    config = tiny_config(tmp_path / "off", mlp_batch_norm=True, bn_recalibration=False,
+                         bn_recalibration_examples=50, eval_ema=True)
+    off = training.run(config)
+    on = training.run(config.replace(workdir=str(tmp_path / "on"), bn_recalibration=True))
+    model_off, _, _, _ = training.restore_model(str(tmp_path / "off"))
+    model_on, _, _, _ = training.restore_model(str(tmp_path / "on"))
+
+    data = data_lib.load(training.validate(config))
+    indices = np.random.default_rng(config.seed + 7).permutation(len(data.x_train))[:50]
+    for network in (model_off.classifier, model_off.teacher):  # batches of 32 + 18
+        assert recalibrate_batch_norm(network, data_lib.input_batches(data, indices, 32)) == 2
+    stats = lambda m: [v.numpy() for v in m.non_trainable_variables if "moving" in v.path]
+    for a, b in zip(model_off.trainable_variables, model_on.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert len(stats(model_on)) == 2 * 2 * 2  # classifier + teacher, 2 BN layers, mean + variance
+    for a, b in zip(stats(model_off), stats(model_on)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert on["loss_terms"] == off["loss_terms"]
+    trained = training.restore_model(str(tmp_path / "off"))[0]
+    assert not all(np.allclose(a, b) for a, b in zip(stats(trained), stats(model_on)))

@@ -60,6 +60,8 @@ class Config:
     lr_decay_rate: float = 0.9            # exponential: lr * rate ** floor(step / lr_decay_steps)
     lr_decay_steps: int = 500             # exponential: steps per decay (an "epoch" of official VAT MNIST)
     eval_ema: bool = False
+    bn_recalibration: bool = True         # re-estimate BN statistics on the training inputs after training
+    bn_recalibration_examples: int = 10000  # ... on this many (a seeded random subset), in unlabeled batches
     ema_decay: float = 0.999
     jit_compile: bool = False
 

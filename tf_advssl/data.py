@@ -933,6 +933,15 @@ def eval_dataset(data: SSLData, split: str = "test", batch_size: int = 500) -> t
     return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
 
 
+def input_batches(data: SSLData, indices, batch_size: int) -> tf.data.Dataset:
+    """Preprocessed training inputs ``x_train[indices]``, in that order, in batches of
+    ``batch_size`` (the last possibly smaller); no labels, no augmentation."""
+    preprocess, read_rows = data.preprocessor, row_reader(data.x_train)
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64)).batch(batch_size)
+    return _deterministic(ds.map(lambda idx: preprocess(read_rows(idx)),
+                                 num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
 def make_augmentation(spec: DataSpec, translate: int, flip: bool, seed: int) -> Optional[keras.Sequential]:
     """Random translation / horizontal flip applied in model space during training.
 

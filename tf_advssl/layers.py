@@ -57,6 +57,47 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+
+def batch_norm_layers(model) -> list:
+    """Every Keras BatchNormalization layer inside ``model`` (nested models included), in order."""
+    found = []
+
+    def walk(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        for child in getattr(layer, "layers", []) or []:
+            walk(child)
+
+    walk(model)
+    return found
+
+
+def recalibrate_batch_norm(model, batches) -> int:
+    """Re-estimate the moving statistics of ``model``'s batch-norm layers on ``batches``.
+
+    The official VAT MNIST code's "finetune batch stat": after training, the model is
+    run in training mode (each layer normalised with its batch statistics) over the
+    unlabeled data, and every moving mean / variance becomes the average of the batch
+    statistics over all batches (a cumulative average: momentum n/(n+1) for batch n),
+    replacing the exponential average of the labeled batches seen during training.
+    ``batches``: an iterable of input batches (model space).  Returns the number of
+    batches used; a model without batch norm is left untouched (0)."""
+    layers = [layer for layer in batch_norm_layers(model) if layer.trainable and not layer.renorm]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for x in batches:
+            for layer in layers:  # read at call time: eager calls see each batch's value
+                layer.momentum = count / (count + 1.0)
+            model(x, training=True)
+            count += 1
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return count
+
 # ---------------------------------------------------------------------------
 # Weight normalisation (Salimans & Kingma, 2016).
 # ---------------------------------------------------------------------------

@@ -77,6 +77,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
     if config.top_bn and config.network not in TOP_BN_NETWORKS:
         raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {config.network}")
+    if config.bn_recalibration_examples < 1:
+        raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
     if not 0.0 < config.lr_decay_rate <= 1.0:
         raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
     if config.lr_decay_steps <= 0:
@@ -245,6 +247,22 @@ def evaluate(model, data, split: str, batch_size: int) -> float:
     return float(result["error"])
 
 
+def recalibrate_batch_norm(model, data, config: Config) -> int:
+    """Re-estimate the batch-norm statistics of the evaluated network(s) (classifier, and
+    the EMA teacher if it exists) on ``bn_recalibration_examples`` training inputs drawn
+    with ``config.seed``, in batches of ``unlabeled_batch_size`` (``layers.recalibrate_batch_norm``;
+    the official VAT code does this at the end of MNIST training).  Returns the batches used."""
+    from tf_advssl.layers import recalibrate_batch_norm as recalibrate, batch_norm_layers
+
+    networks = [n for n in (model.classifier, model.teacher) if n is not None and batch_norm_layers(n)]
+    if not networks:
+        return 0
+    num = len(data.x_train)
+    indices = np.random.default_rng(config.seed + 7).permutation(num)[:min(num, config.bn_recalibration_examples)]
+    batches = data_lib.input_batches(data, indices, config.unlabeled_batch_size)
+    return sum(recalibrate(network, batches) for network in networks)
+
+
 def run(config: Config, stop_after: int | None = None) -> dict:
     """Train (or resume) the run described by ``config``; returns the metrics dict.
 
@@ -339,6 +357,9 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     writer.flush()
     if step < config.train_steps:
         return {"train_steps": step, "interrupted": True, "loss_terms": last_logs}
+
+    if config.bn_recalibration and recalibrate_batch_norm(model, data, config):
+        manager.save(checkpoint_number=step)  # the exported / restored model carries the new statistics
 
     metrics = {
         "method": config.method, "dataset": config.dataset, "num_labeled": config.num_labeled,

@@ -576,9 +576,15 @@ class NpyRows:
         self.__dict__.update(state)
         self._fd = os.open(self.path, os.O_RDONLY)
 
+    _close = staticmethod(os.close)  # bound now: at interpreter exit the module global may be gone
+
     def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            try:
+                self._close(fd)
+            except OSError:
+                pass
 
     def __len__(self):
         return self.num_rows

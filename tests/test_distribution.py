@@ -104,7 +104,8 @@ def test_two_worker_processes_give_the_weights_of_one_process(tmp_path):
     keras.random draws, and VAT shuffles nothing."""
     base = dict(method="vat", train_steps=4, checkpoint_every=2, eval_every=2, log_every=2, verbose=0,
                 num_train_synthetic=64, num_test_synthetic=32, batch_size=4, unlabeled_batch_size=8,
-                mlp_widths=(8,), method_params={"vat_xi": 0.0})
+                mlp_widths=(8,), method_params={"vat_xi": 0.0},
+                steps_per_execution=2)  # both steps between two checkpoints in one call (a tf.while_loop)
     configs = {"single": Config(workdir=str(tmp_path / "single"), export=False, **base),
                "multi": Config(workdir=str(tmp_path / "multi"), strategy="multi_worker", export=True, **base)}
     (tmp_path / "multi.json").write_text(configs["multi"].to_json())

@@ -64,6 +64,10 @@ class Config:
     bn_recalibration_examples: int = 10000  # ... on this many (a seeded random subset), in unlabeled batches
     ema_decay: float = 0.999
     jit_compile: bool = False
+    # Training steps per call of the compiled train function (Keras' steps_per_execution);
+    # evaluations, checkpoints and logs still happen at their steps.  Default 1, larger for
+    # the synthetic sets, whose steps are short enough for the per-call overhead to matter.
+    steps_per_execution: Optional[int] = None
 
     # Bookkeeping.
     eval_every: Optional[int] = None
@@ -107,15 +111,16 @@ class Config:
 DATASET_DEFAULTS = {
     "default": dict(network="conv_small", mlp_batch_norm=True, num_labeled=1000, train_steps=20000, zca=False,
                     batch_size=32, unlabeled_batch_size=128,
-                    augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5),
+                    augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5,
+                    steps_per_execution=1),
     # Synthetic 2-D sets: full-batch unlabeled steps (1500 = num_train_synthetic); VAT's
     # label propagation along the rings needs the whole set in each step (docs/RESULTS.md).
     "two_circles": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8,
                         noise=0.01, train_steps=10000, zca=False, augment_translate=0, augment_flip=False,
-                        learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500),
+                        learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500, steps_per_execution=50),
     "moons": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8, noise=0.1,
                   train_steps=10000, zca=False, augment_translate=0, augment_flip=False,
-                  learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500),
+                  learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500, steps_per_execution=50),
     "mnist": dict(network="mlp", mlp_widths=(1200, 600, 300, 150, 150), num_labeled=100,
                   train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
                   learning_rate=2e-3, dropout=0.0),

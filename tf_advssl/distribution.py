@@ -145,31 +145,87 @@ def train_batches(strategy, data, batch_size: int, unlabeled_batch_size: int, se
         first_replica=first, num_local_replicas=count))
 
 
+def _mean_over_replicas(strategy, value):
+    """A logged scalar averaged over all replicas (the value itself on one replica)."""
+    if is_multi_worker(strategy):
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+    if isinstance(value, tf.distribute.DistributedValues):  # as Keras' reduce_per_replica(..., "auto")
+        return tf.reduce_mean(strategy.experimental_local_results(value), axis=0)
+    return value
+
+
+def make_step_function(model, strategy):
+    """``fn(data) -> logs``: one training step of ``model`` on one distributed batch, each
+    logged scalar averaged over all replicas; a tf.function (XLA with ``model.jit_compile``)
+    unless ``model.run_eagerly``.
+
+    Keras reduces the logs of a MultiWorkerMirroredStrategy step with ``strategy.reduce(MEAN,
+    v, axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for input with 0
+    dimensions"); this step reduces with ``axis=None`` (a cross-worker mean) there."""
+
+    def one_step(data):
+        logs = strategy.run(model.train_step, args=(data,))
+        return {name: _mean_over_replicas(strategy, value) for name, value in logs.items()}
+
+    if not model.run_eagerly:
+        one_step = tf.function(one_step, reduce_retracing=True, jit_compile=model.jit_compile)
+    return one_step
+
+
 def make_train_function(model, strategy):
     """``fn(iterator) -> logs``: one training step of ``model`` on the next distributed batch,
     each logged scalar averaged over all replicas.
 
-    Keras' own ``model.train_function`` for every strategy but a multi-worker one.  Keras
-    reduces the logs of a MultiWorkerMirroredStrategy step with ``strategy.reduce(MEAN, v,
-    axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for input with 0
-    dimensions"); there the step below reduces with ``axis=None`` (a cross-worker mean)."""
+    Keras' own ``model.train_function`` for every strategy but a multi-worker one, where
+    Keras' reduction of the logs fails (``make_step_function``)."""
     if not is_multi_worker(strategy):
         model.make_train_function()
         return model.train_function
 
-    def one_step(data):
-        logs = strategy.run(model.train_step, args=(data,))
-        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                for name, value in logs.items()}
-
-    if not model.run_eagerly:
-        one_step = tf.function(one_step, reduce_retracing=True, jit_compile=model.jit_compile)
+    one_step = make_step_function(model, strategy)
 
     @tf.function
     def train_function(iterator):
         return one_step(next(iterator))
 
     return train_function
+
+
+def all_finite(logs):
+    """Scalar bool tensor: every floating-point value in ``logs`` is finite."""
+    checks = [tf.reduce_all(tf.math.is_finite(value)) for value in logs.values() if value.dtype.is_floating]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+def make_multi_step_function(model, strategy):
+    """``fn(iterator, num_steps) -> (logs, steps_run)``: up to ``num_steps`` (an int32 scalar
+    tensor, >= 1; a tensor, so that no count traces again) training steps of ``model`` on the
+    next batches of ``iterator`` in one call, without returning to Python between steps
+    (as Keras' ``compile(steps_per_execution=K)``, but with a count that may change from
+    call to call).  Returns the logs of the last step run, each averaged over all replicas,
+    and the number of steps run: the block stops early after the first step whose logs hold
+    a NaN or Inf, so ``steps_run < num_steps`` means that the returned logs, those of step
+    ``steps_run`` of the block, are not finite (the check reads the logs reduced over all
+    replicas, so every worker of a multi-worker run stops after the same step).  Step ``i``
+    of a block is exactly the step that the ``i``-th call of ``make_train_function``'s
+    function would run."""
+    one_step = make_step_function(model, strategy)
+
+    def multi_step(iterator, num_steps):
+        logs = one_step(next(iterator))
+
+        def more(steps_run, logs):
+            return tf.logical_and(steps_run < num_steps, all_finite(logs))
+
+        def step(steps_run, logs):
+            return steps_run + 1, one_step(next(iterator))
+
+        steps_run, logs = tf.while_loop(more, step, (tf.constant(1, tf.int32), logs))
+        return logs, steps_run
+
+    if not model.run_eagerly:
+        multi_step = tf.function(multi_step)
+    return multi_step
 
 
 def evaluate_locally(model, dataset) -> float:

@@ -6,11 +6,15 @@ the data, builds the method, and trains with a Keras progress bar, TensorBoard
 logs and periodic checkpoints.  Running the same config again resumes from
 the last checkpoint: model, optimizer, random-generator states and the data
 position are restored, so an interrupted run ends where an uninterrupted one
-would.  A NaN or Inf in any loss term stops training with
-:class:`TrainingDivergedError` naming the term and step; the last good
-checkpoint stays on disk.  At the end the run directory holds ``config.json``,
-``metrics.json``, ``export/<version>/`` (SavedModel) and, for 2-D data,
-``decision_boundary.png`` (for images ``adversarial_grid.png``).
+would.  ``steps_per_execution`` steps run per call of the compiled train
+function (fewer where a log, evaluation, checkpoint or the end comes first), so
+everything happens at the same steps and with the same results as one step per
+call.  A NaN or Inf in any loss term stops training with
+:class:`TrainingDivergedError` naming the term and step (also inside a block
+of steps); the last good checkpoint stays on disk.  At the end the run
+directory holds ``config.json``, ``metrics.json``, ``export/<version>/``
+(SavedModel) and, for 2-D data, ``decision_boundary.png`` (for images
+``adversarial_grid.png``).
 """
 from __future__ import annotations
 
@@ -83,6 +87,9 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
     if config.lr_decay_steps <= 0:
         raise ConfigError(f"--lr_decay_steps must be > 0, got {config.lr_decay_steps}")
+    spe = config.steps_per_execution
+    if isinstance(spe, bool) or not isinstance(spe, (int, np.integer)) or spe < 1:
+        raise ConfigError(f"--steps_per_execution must be an integer >= 1, got {spe!r}")
     params = methods.make_params(config.method, config.dataset, config.method_params)
     config = config.replace(method_params=dataclasses.asdict(params))
     methods.get_method(config.method).validate_config(config)
@@ -178,7 +185,7 @@ def check_workdir(config: Config) -> str:
     with open(path) as f:
         previous = json.load(f)
     current = json.loads(config.to_json())
-    ignored = {"overwrite", "verbose"}
+    ignored = {"overwrite", "verbose", "steps_per_execution"}  # settings that leave the results unchanged
     differences = sorted(k for k in set(previous) | set(current)
                          if k not in ignored and previous.get(k) != current.get(k))
     if differences and not config.overwrite:
@@ -236,6 +243,15 @@ def _check_finite(logs: dict, step: int):
             raise TrainingDivergedError(
                 f"loss term '{name}' is {value} at step {step}; training stopped. "
                 f"The last good checkpoint is kept in the run directory.")
+
+
+def steps_to_next_event(step: int, end_step: int, periods, limit: int) -> int:
+    """How many steps one call of the train function runs from ``step`` on: at most
+    ``limit``, and no further than the next multiple of any of ``periods`` (logging,
+    evaluation, checkpoint, data refresh; 0 ignored) or ``end_step``, so that whatever
+    happens after a step still happens after exactly that step."""
+    next_event = min([end_step] + [(step // p + 1) * p for p in periods if p > 0])
+    return max(1, min(limit, next_event - step))
 
 
 def evaluate(model, data, split: str, batch_size: int) -> float:
@@ -313,7 +329,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
                                                start_step=from_step))
 
     iterator = make_iterator(start_step)
-    train_function = distribution.make_train_function(model, strategy)
+    train_function = distribution.make_multi_step_function(model, strategy)
     writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
     progbar = keras.utils.Progbar(config.train_steps, verbose=config.verbose,
                                   stateful_metrics=list(model.loss_names) + ["loss", "test_error"])
@@ -329,12 +345,18 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     while step < end_step:
         if model.data_refresh_steps and step > start_step and step % model.data_refresh_steps == 0:
             iterator = make_iterator(step)
+        periods = (config.log_every, config.eval_every, config.checkpoint_every, model.data_refresh_steps)
+        count = steps_to_next_event(step, end_step, periods, config.steps_per_execution)
         tick = time.perf_counter()
-        logs = {k: float(v) for k, v in train_function(iterator).items()}
+        # Up to ``count`` steps in one call; fewer only if a step's logs are not finite (then
+        # ``logs`` are that step's, and _check_finite below stops training at it).
+        logs, steps_run = train_function(iterator, tf.constant(count, tf.int32))
+        logs = {k: float(v) for k, v in logs.items()}
+        steps_run = int(steps_run)
         if step > start_step:  # the first call traces and compiles
             train_time += time.perf_counter() - tick
-            timed_steps += 1
-        step += 1
+            timed_steps += steps_run
+        step += steps_run
         _check_finite(logs, step)
         last_logs = logs
         values = list(logs.items())

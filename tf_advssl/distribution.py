@@ -172,25 +172,6 @@ def make_step_function(model, strategy):
     return one_step
 
 
-def make_train_function(model, strategy):
-    """``fn(iterator) -> logs``: one training step of ``model`` on the next distributed batch,
-    each logged scalar averaged over all replicas.
-
-    Keras' own ``model.train_function`` for every strategy but a multi-worker one, where
-    Keras' reduction of the logs fails (``make_step_function``)."""
-    if not is_multi_worker(strategy):
-        model.make_train_function()
-        return model.train_function
-
-    one_step = make_step_function(model, strategy)
-
-    @tf.function
-    def train_function(iterator):
-        return one_step(next(iterator))
-
-    return train_function
-
-
 def all_finite(logs):
     """Scalar bool tensor: every floating-point value in ``logs`` is finite."""
     checks = [tf.reduce_all(tf.math.is_finite(value)) for value in logs.values() if value.dtype.is_floating]
@@ -207,8 +188,8 @@ def make_multi_step_function(model, strategy):
     a NaN or Inf, so ``steps_run < num_steps`` means that the returned logs, those of step
     ``steps_run`` of the block, are not finite (the check reads the logs reduced over all
     replicas, so every worker of a multi-worker run stops after the same step).  Step ``i``
-    of a block is exactly the step that the ``i``-th call of ``make_train_function``'s
-    function would run."""
+    of a block is exactly the step that the ``i``-th call of Keras' ``model.train_function``
+    would run."""
     one_step = make_step_function(model, strategy)
 
     def multi_step(iterator, num_steps):

@@ -72,8 +72,9 @@ def batch_norm_layers(model) -> list:
     return found
 
 
-def recalibrate_batch_norm(model, batches) -> int:
-    """Re-estimate the moving statistics of ``model``'s batch-norm layers on ``batches``.
+def recalibrate_batch_norm(models, batches) -> int:
+    """Re-estimate the moving statistics of the batch-norm layers of ``models`` (a model or
+    a list of models, all fed the same batches in one pass over them) on ``batches``.
 
     The official VAT MNIST code's "finetune batch stat": after training, the model is
     run in training mode (each layer normalised with its batch statistics) over the
@@ -81,8 +82,10 @@ def recalibrate_batch_norm(model, batches) -> int:
     statistics over all batches (a cumulative average: momentum n/(n+1) for batch n),
     replacing the exponential average of the labeled batches seen during training.
     ``batches``: an iterable of input batches (model space).  Returns the number of
-    batches used; a model without batch norm is left untouched (0)."""
-    layers = [layer for layer in batch_norm_layers(model) if layer.trainable and not layer.renorm]
+    batches used; models without batch norm are left untouched (0, ``batches`` unread)."""
+    models = [m for m in (models if isinstance(models, (list, tuple)) else [models])
+              if any(layer.trainable and not layer.renorm for layer in batch_norm_layers(m))]
+    layers = [layer for m in models for layer in batch_norm_layers(m) if layer.trainable and not layer.renorm]
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]
@@ -91,7 +94,8 @@ def recalibrate_batch_norm(model, batches) -> int:
         for x in batches:
             for layer in layers:  # read at call time: eager calls see each batch's value
                 layer.momentum = count / (count + 1.0)
-            model(x, training=True)
+            for model in models:
+                model(x, training=True)
             count += 1
     finally:
         for layer, momentum in zip(layers, momenta):

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from tf_advssl import config as config_lib
 from tf_advssl import data as data_lib
-from tf_advssl import distribution, methods
+from tf_advssl import distribution, layers, methods
 from tf_advssl.config import Config, ConfigError
 from tf_advssl.networks import TOP_BN_NETWORKS, build_network
 
@@ -266,17 +266,13 @@ def evaluate(model, data, split: str, batch_size: int) -> float:
 def recalibrate_batch_norm(model, data, config: Config) -> int:
     """Re-estimate the batch-norm statistics of the evaluated network(s) (classifier, and
     the EMA teacher if it exists) on ``bn_recalibration_examples`` training inputs drawn
-    with ``config.seed``, in batches of ``unlabeled_batch_size`` (``layers.recalibrate_batch_norm``;
-    the official VAT code does this at the end of MNIST training).  Returns the batches used."""
-    from tf_advssl.layers import recalibrate_batch_norm as recalibrate, batch_norm_layers
-
-    networks = [n for n in (model.classifier, model.teacher) if n is not None and batch_norm_layers(n)]
-    if not networks:
-        return 0
+    with ``config.seed``, in batches of ``unlabeled_batch_size``, one pass for both
+    (``layers.recalibrate_batch_norm``; the official VAT code does this at the end of
+    MNIST training).  Returns the batches used (0: no batch norm, no data read)."""
     num = len(data.x_train)
     indices = np.random.default_rng(config.seed + 7).permutation(num)[:min(num, config.bn_recalibration_examples)]
-    batches = data_lib.input_batches(data, indices, config.unlabeled_batch_size)
-    return sum(recalibrate(network, batches) for network in networks)
+    networks = [n for n in (model.classifier, model.teacher) if n is not None]
+    return layers.recalibrate_batch_norm(networks, data_lib.input_batches(data, indices, config.unlabeled_batch_size))
 
 
 def run(config: Config, stop_after: int | None = None) -> dict:

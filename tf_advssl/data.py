@@ -930,22 +930,26 @@ def eval_dataset(data: SSLData, split: str = "test", batch_size: int = 500) -> t
         x, y = data.x_train, data.y_train
     else:
         raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
-    preprocess = data.preprocessor
-    read_rows = row_reader(x)
-    labels = tf.constant(np.asarray(y, np.int64))
-    ds = tf.data.Dataset.range(len(x)).batch(batch_size)
-    ds = ds.map(lambda idx: (preprocess(read_rows(idx)), tf.gather(labels, idx)),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
+    return _row_batches(data.preprocessor, x, tf.data.Dataset.range(len(x)), batch_size, y)
 
 
 def input_batches(data: SSLData, indices, batch_size: int) -> tf.data.Dataset:
     """Preprocessed training inputs ``x_train[indices]``, in that order, in batches of
     ``batch_size`` (the last possibly smaller); no labels, no augmentation."""
-    preprocess, read_rows = data.preprocessor, row_reader(data.x_train)
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64)).batch(batch_size)
-    return _deterministic(ds.map(lambda idx: preprocess(read_rows(idx)),
-                                 num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    indices = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
+    return _row_batches(data.preprocessor, data.x_train, indices, batch_size)
+
+
+def _row_batches(preprocess, x, indices: tf.data.Dataset, batch_size: int, y=None) -> tf.data.Dataset:
+    """``preprocess(x[idx])`` (and ``y[idx]`` if given) for batches of the int64 ``indices``."""
+    read_rows = row_reader(x)
+    if y is None:
+        read = lambda idx: preprocess(read_rows(idx))
+    else:
+        labels = tf.constant(np.asarray(y, np.int64))
+        read = lambda idx: (preprocess(read_rows(idx)), tf.gather(labels, idx))
+    ds = indices.batch(batch_size).map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def make_augmentation(spec: DataSpec, translate: int, flip: bool, seed: int) -> Optional[keras.Sequential]:

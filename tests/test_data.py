@@ -113,6 +113,52 @@ def test_every_example_once_per_epoch():
         assert sorted(order) == [0, 1, 2, 3]
 
 
+def reference_index_batches(num_items, batch_size, seed, stream_offset, start_step, count):
+    """The definition of _index_stream, one example at a time: k -> perm_{k // N}[k % N]."""
+    perms = {}
+
+    def perm(epoch):
+        if epoch not in perms:
+            perms[epoch] = tf.random.experimental.stateless_shuffle(
+                tf.range(num_items, dtype=tf.int64),
+                seed=tf.constant([seed, stream_offset + epoch], tf.int64)).numpy()
+        return perms[epoch]
+
+    batches = []
+    for step in range(start_step, start_step + count):
+        ks = range(step * batch_size, (step + 1) * batch_size)
+        batches.append(np.array([perm(k // num_items)[k % num_items] for k in ks], np.int64))
+    return batches
+
+
+@pytest.mark.parametrize("num_items, batch_size, start_step", [
+    (10, 4, 0),    # batch < N, batches cross epoch boundaries
+    (10, 5, 0),    # batch divides N: batches end exactly on epoch boundaries
+    (7, 7, 0),     # batch == N (full batch)
+    (3, 8, 0),     # batch > N: one batch spans three or four epochs
+    (10, 4, 7),    # resume mid-epoch (k = 28)
+    (3, 8, 5),     # resume with batch > N
+    (7, 7, 3),     # resume full batch
+])
+def test_index_stream_matches_its_definition(num_items, batch_size, start_step):
+    ds = data_lib._index_stream(num_items, batch_size, 11, 3, start_step)
+    assert ds.element_spec == tf.TensorSpec([batch_size], tf.int64)
+    got = [b.numpy() for b in ds.take(20)]
+    want = reference_index_batches(num_items, batch_size, 11, 3, start_step, 20)
+    for step, (g, w) in enumerate(zip(got, want), start_step):
+        assert g.dtype == np.int64
+        np.testing.assert_array_equal(g, w, err_msg=f"step {step}")
+
+
+def test_index_stream_depends_on_seed_and_stream_offset():
+    first = data_lib._index_stream(50, 50, 0, 1, 0).take(2)
+    a, a2 = [b.numpy() for b in first]
+    b = next(iter(data_lib._index_stream(50, 50, 1, 1, 0))).numpy()
+    c = next(iter(data_lib._index_stream(50, 50, 0, 2, 0))).numpy()
+    assert not np.array_equal(a, a2) and not np.array_equal(a, b) and not np.array_equal(a, c)
+    np.testing.assert_array_equal(c, a2)  # offset 2, epoch 0 is offset 1, epoch 1
+
+
 def test_stream_shapes_dtypes_and_repeats_when_few_labels():
     data = _synthetic(num_train=50, num_labeled=2)
     (x_l, y_l), (x_u, idx_u) = data_lib.train_dataset(data, 5, 16, seed=0).element_spec

@@ -813,19 +813,54 @@ def _index_stream(num_items: int, batch_size: int, seed: int, stream_offset: int
     Epoch ``e`` is ``stateless_shuffle(range(num_items), seed=[seed, stream_offset + e])``;
     example counter ``k = step * batch_size + j`` is ``perm_{k // N}[k % N]``.
     Batches run across epoch boundaries (so a batch can repeat an example when
-    ``num_items < batch_size``).
+    ``num_items < batch_size``).  The stream from ``start_step`` on is exactly
+    the tail of the stream from step 0.
+
+    Each batch is one vectorised gather (no per-example tf.data work): a
+    ``scan`` over the steps keeps the permutation of the epoch the last batch
+    ended in, so a shuffle of ``num_items`` positions is computed only when a
+    batch reaches an epoch not yet seen; a batch spanning epochs ``e0 .. e1``
+    gathers ``k - e0 * N`` from their concatenated permutations.
     """
-    first_example = start_step * batch_size
-    first_epoch, skip = divmod(first_example, num_items)
+    if num_items < 1 or batch_size < 1:
+        raise ValueError(f"_index_stream needs num_items >= 1 and batch_size >= 1, "
+                         f"got {num_items} and {batch_size}")
+    n = tf.constant(num_items, tf.int64)
+    b = tf.constant(batch_size, tf.int64)
+    seed_t = tf.constant(seed, tf.int64)
+    offsets = tf.range(batch_size, dtype=tf.int64)
 
-    def epoch_positions(epoch):
-        perm = tf.random.experimental.stateless_shuffle(
-            tf.range(num_items, dtype=tf.int64),
-            seed=tf.stack([tf.constant(seed, tf.int64), stream_offset + epoch]))
-        return tf.data.Dataset.from_tensor_slices(perm)
+    def shuffle(epoch):
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(num_items, dtype=tf.int64), seed=tf.stack([seed_t, stream_offset + epoch]))
 
-    epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
-    return epochs.flat_map(epoch_positions).skip(skip).batch(batch_size, drop_remainder=True)
+    def step_fn(state, step):
+        cached_epoch, cached_perm = state
+        first = step * b
+        e0 = first // n
+        e1 = (first + b - 1) // n
+
+        def permutation(epoch):
+            return tf.cond(tf.equal(epoch, cached_epoch), lambda: cached_perm, lambda: shuffle(epoch))
+
+        def in_cached_epoch():
+            return tf.gather(cached_perm, first - e0 * n + offsets), cached_perm
+
+        def across_epochs():
+            perms = tf.map_fn(permutation, tf.range(e0, e1 + 1),
+                              fn_output_signature=tf.TensorSpec([num_items], tf.int64))
+            positions = tf.gather(tf.reshape(perms, [-1]), first - e0 * n + offsets)
+            return positions, perms[-1]
+
+        fits = tf.logical_and(tf.equal(e0, cached_epoch), tf.equal(e1, cached_epoch))
+        positions, last_perm = tf.cond(fits, in_cached_epoch, across_epochs)
+        positions = tf.ensure_shape(positions, [batch_size])
+        last_perm = tf.ensure_shape(last_perm, [num_items])
+        return (e1, last_perm), positions
+
+    no_epoch = (tf.constant(-1, tf.int64), tf.zeros([num_items], tf.int64))
+    steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+    return steps.scan(no_epoch, step_fn)
 
 
 def row_reader(x):

@@ -5,6 +5,7 @@
 
 Extra per-method settings: --rows=vat:vat_eps=2.0:train_steps=12000 (same syntax
 as benchmarks/two_circles.py); --methods adds rows with the defaults.
+Running the same command again skips the finished runs and resumes an interrupted one.
 """
 import dataclasses
 import json
@@ -40,7 +41,7 @@ def main(argv):
             workdir = os.path.join(flags.FLAGS.out, row.replace(":", "_").replace("=", ""), f"seed{seed}")
             config = Config(method=method, dataset=flags.FLAGS.dataset, num_labeled=flags.FLAGS.num_labeled,
                             seed=seed, split_seed=seed, workdir=workdir, verbose=0, export=False,
-                            overwrite=True, data_dir=flags.FLAGS.data_dir,
+                            data_dir=flags.FLAGS.data_dir,
                             tfds_manual_dir=flags.FLAGS.tfds_manual_dir,
                             **{k: v for k, v in values.items() if k in fields},
                             method_params={k: v for k, v in values.items() if k not in fields})

@@ -6,6 +6,8 @@ MLP 2-100-50-2, noise 0.01 and 0.06, several seeds; test error mean and std per 
 
 Each row is METHOD[:flag=value[:flag=value...]]; flags are Config fields or method
 parameters. Seed k uses --seed=k and --split_seed=k (data, labeled points, init).
+Running the same command again skips the finished runs and resumes an interrupted
+one from its checkpoint (a run directory holding another config is refused).
 """
 import dataclasses
 import json
@@ -41,7 +43,7 @@ def main(argv):
                                        f"seed{seed}")
                 base = {k: v for k, v in values.items() if k in config_fields}
                 config = Config(method=method, dataset="two_circles", noise=noise, seed=seed, split_seed=seed,
-                                workdir=workdir, verbose=0, export=False, overwrite=True, **base,
+                                workdir=workdir, verbose=0, export=False, **base,
                                 method_params={k: v for k, v in values.items() if k not in config_fields})
                 metrics = training.run(config)
                 errors.append(metrics["test_error"])

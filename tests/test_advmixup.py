@@ -140,16 +140,23 @@ def test_the_teacher_receives_no_gradient_only_the_ema(pairs):
         np.testing.assert_allclose(new, decay * old + (1 - decay) * s, atol=1e-6)
 
 
-def test_batch_norm_moves_only_with_the_clean_labeled_batch_and_the_teacher_uses_batch_statistics():
+@pytest.mark.parametrize("joint_batch", [True, False])
+def test_batch_norm_statistics_of_the_student_pass_and_the_teacher_uses_batch_statistics(joint_batch):
+    """Joint (default): the moving mean moves with the labeled AND mixed rows of one pass;
+    separate passes: with the clean labeled batch only.  The teacher never moves them."""
     rng = np.random.RandomState(7)
     classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
                                    BatchNormalization(momentum=0.9, name="bn"), keras.layers.Dense(3)])
-    model = get_method("advmixup")(classifier, make_params("advmixup", "two_circles", {}), num_classes=3,
-                                   total_steps=10, seed=1)
+    params = make_params("advmixup", "two_circles", {"joint_batch": joint_batch, "vat_eps": 0.0})
+    model = get_method("advmixup")(classifier, params, num_classes=3, total_steps=10, seed=1)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.optimizer.build(model.trainable_for_loss())
     (x_l, y_l), (x_u, idx_u) = batch(rng)
-    hidden = classifier.get_layer("hidden")(x_l).numpy()
+    lam, permutation = 0.3, [5, 4, 3, 2, 1, 0]
+    fix_draws(model, lam, permutation)
+    x_mixed = lam * x_u + (1 - lam) * x_u[permutation]  # eps = 0: the adversarial end is x_j itself
+    student_rows = np.concatenate([x_l, x_mixed]) if joint_batch else x_l
+    hidden = classifier.get_layer("hidden")(student_rows).numpy()
     teacher_bn = model.teacher.get_layer("bn")
     teacher_stats = [teacher_bn.moving_mean.numpy().copy(), teacher_bn.moving_variance.numpy().copy()]
     batch_stats_logits = model.teacher_logits(x_u).numpy()
@@ -158,6 +165,23 @@ def test_batch_norm_moves_only_with_the_clean_labeled_batch_and_the_teacher_uses
     tf.function(model.train_step)(((x_l, y_l), (x_u, idx_u)))
     np.testing.assert_allclose(classifier.get_layer("bn").moving_mean.numpy(), 0.1 * hidden.mean(axis=0),
                                atol=1e-6)
+
+
+def test_joint_pass_normalises_the_labeled_rows_with_the_mixed_rows():
+    """With batch norm, the labeled NLL of the joint pass depends on the unlabeled batch."""
+    classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
+                                   BatchNormalization(name="bn"), keras.layers.Dense(3)])
+    rng = np.random.RandomState(8)
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    nll = {}
+    for joint_batch in (True, False):
+        params = make_params("ict", "two_circles", {"joint_batch": joint_batch})
+        model = get_method("ict")(classifier, params, num_classes=3, total_steps=10, seed=1)
+        fix_draws(model, 0.5, [5, 4, 3, 2, 1, 0])
+        nll[joint_batch] = [float(model.compute_losses(x_l, y_l, shift + x_u, idx_u)["loss_nll"])
+                            for shift in (0.0, 3.0)]
+    assert nll[False][0] == pytest.approx(nll[False][1], rel=1e-6)
+    assert abs(nll[True][0] - nll[True][1]) > 1e-3
 
 
 def test_mixing_coefficient_is_beta_distributed():

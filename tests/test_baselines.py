@@ -417,6 +417,50 @@ def test_compiled_step_is_finite_and_seeded(method):
         assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(runs[1], runs[2]))
 
 
+JOINT_BATCH_METHODS = ["pi_model", "temporal_ensembling", "mean_teacher", "pseudo_label"]
+
+
+def test_joint_logits_is_one_pass_over_the_concatenation_by_hand():
+    """Batch statistics over all rows, split back in order; the moving mean moves once."""
+    rng = np.random.RandomState(11)
+    (x_l, _), (x_u, _) = data(rng, num_labeled=3, num_unlabeled=5)
+    classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, use_bias=False,
+                                   kernel_initializer=keras.initializers.Constant(WEIGHTS)),
+                                   BatchNormalization(momentum=0.9, epsilon=1e-3)])
+    model = make("pseudo_label", classifier=classifier)
+    logits_l, logits_u = model.joint_logits(x_l, x_u)
+    h = np.concatenate([x_l, x_u]) @ WEIGHTS
+    normalised = (h - h.mean(axis=0)) / np.sqrt(h.var(axis=0) + 1e-3)
+    np.testing.assert_allclose(logits_l.numpy(), normalised[:3], atol=1e-5)
+    np.testing.assert_allclose(logits_u.numpy(), normalised[3:], atol=1e-5)
+    np.testing.assert_allclose(classifier.layers[-1].moving_mean.numpy(), 0.1 * h.mean(axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", JOINT_BATCH_METHODS)
+@pytest.mark.parametrize("joint_batch", [True, False])
+def test_joint_batch_normalises_labeled_rows_with_the_unlabeled_rows(method, joint_batch):
+    """With batch norm, the labeled NLL depends on the unlabeled batch only in the joint pass;
+    the moving mean then moves once with the labeled and the student's unlabeled rows together."""
+    rng = np.random.RandomState(12)
+    (x_l, y_l), (x_u, idx_u) = data(rng, num_labeled=4, num_unlabeled=6)
+    nll = []
+    for shift in (0.0, 3.0):
+        model = make(method, {"joint_batch": joint_batch, "input_noise": 0.0}, bn_classifier(0),
+                     num_train_examples=6)
+        bn, dense = model.classifier.layers[1], model.classifier.layers[0]
+        if joint_batch:  # one update (momentum 0.99) with the mean over all rows
+            expected = 0.01 * dense(np.concatenate([x_l, x_u + shift])).numpy().mean(axis=0)
+        else:  # the labeled pass, then the student's unlabeled pass
+            expected = (0.99 * 0.01 * dense(x_l).numpy().mean(axis=0)
+                        + 0.01 * dense(x_u + shift).numpy().mean(axis=0))
+        nll.append(float(model.compute_losses(x_l, y_l, x_u + shift, idx_u)["loss_nll"]))
+        np.testing.assert_allclose(bn.moving_mean.numpy(), expected, atol=1e-6)
+    if joint_batch:
+        assert abs(nll[0] - nll[1]) > 1e-3
+    else:
+        assert nll[0] == pytest.approx(nll[1], rel=1e-6)
+
+
 @pytest.mark.parametrize("method, overrides, flag", [
     ("temporal_ensembling", {"te_alpha": 1.0}, "--te_alpha"),
     ("mean_teacher", {"mt_rampup_ema_decay": 1.5}, "--mt_rampup_ema_decay"),

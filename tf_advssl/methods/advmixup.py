@@ -53,7 +53,7 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_choice, require_nonnegative, sigmoid_rampup
 from tf_advssl.methods.vat import VATParams
 
 MIXUP_PAIRS = ("real_adv", "real_real", "adv_adv")
@@ -73,9 +73,7 @@ class AdvMixupParams:
     # With the teacher as target the finite difference is dominated by the first-order
     # term J^T (p_student - p_teacher), which float32 resolves (unlike VAT's H d).
     vat_xi: float = param(1e-6, "Finite-difference radius xi of the power iteration.")
-    joint_batch: bool = param(True, "One student pass over the labeled and the mixed rows, so batch norm "
-                                    "normalises both with the same statistics; false: separate passes "
-                                    "(the mixed pass then leaves the moving statistics alone).")
+    joint_batch: bool = joint_batch_param()  # here: the labeled and the MIXED rows
 
     DATASET_DEFAULTS: ClassVar[dict] = {name: {"vat_eps": values["vat_eps"]}
                                         for name, values in VATParams.DATASET_DEFAULTS.items()
@@ -148,9 +146,7 @@ class AdvMixup(SSLModel):
     def student_logits(self, x_labeled, x_mixed):
         """The student's logits on the labeled and the mixed rows (one pass with --joint_batch)."""
         if self.params.joint_batch:
-            num_labeled = tf.shape(x_labeled)[0]
-            logits = self.logits(tf.concat([tf.cast(x_labeled, x_mixed.dtype), x_mixed], axis=0))
-            return logits[:num_labeled], logits[num_labeled:]
+            return self.joint_logits(x_labeled, x_mixed)
         logits_labeled = self.logits(x_labeled)
         with frozen_batch_stats():
             return logits_labeled, self.logits(x_mixed)

@@ -43,6 +43,14 @@ class NoParams:
         pass
 
 
+def joint_batch_param():
+    """The ``joint_batch`` field shared by the methods that train on labeled and unlabeled rows."""
+    return param(True, "One training pass over the labeled and the unlabeled rows, so batch norm "
+                       "normalises both with the same statistics (false: separate passes, in which a "
+                       "batch-norm network can fit the labels under the statistics of labeled-only "
+                       "batches; docs/RESULTS.md).")
+
+
 def require_nonnegative(params, *names):
     for name in names:
         value = getattr(params, name)
@@ -144,6 +152,14 @@ class SSLModel(keras.Model):
 
     def logits(self, x, training=True):
         return self.classifier(x, training=training)
+
+    def joint_logits(self, *batches):
+        """The classifier's logits on several batches from ONE training-mode pass over
+        their concatenation, split back in order: batch norm normalises every row with
+        the same statistics and updates its moving averages once (``joint_batch``)."""
+        batches = [tf.cast(x, tf.float32) for x in batches]
+        logits = self.logits(tf.concat(batches, axis=0))
+        return tf.split(logits, [tf.shape(x)[0] for x in batches], axis=0)
 
     def teacher_logits(self, x, training=True):
         """Logits of the EMA teacher (or the classifier when there is none), a constant.

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
 from tf_advssl.methods.pi_model import (PiModel, SYNTHETIC_NOISE, consistency_squared_error,
                                         input_noise_param, rampup_steps)
 
@@ -41,6 +41,7 @@ class MeanTeacherParams:
     mt_rampup_ema_decay: float = param(0.99, "EMA decay of the teacher during the ramp-up "
                                              "(--ema_decay afterwards).")
     input_noise: float = input_noise_param()
+    joint_batch: bool = joint_batch_param()
 
     DATASET_DEFAULTS: ClassVar[dict] = SYNTHETIC_NOISE
 
@@ -56,10 +57,11 @@ class MeanTeacher(SSLModel):
     augment_inputs = False
     needs_teacher = True
     stochastic_view = PiModel.stochastic_view
+    student_passes = PiModel.student_passes
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
-        logits_labeled = self.logits(self.stochastic_view(x_labeled))
-        logits_student = self.logits(self.stochastic_view(x_unlabeled))
+        logits_labeled, logits_student = self.student_passes(self.stochastic_view(x_labeled),
+                                                             self.stochastic_view(x_unlabeled))
         with frozen_batch_stats():
             logits_teacher = self.teacher_logits(self.stochastic_view(x_unlabeled))
         return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tf_advssl import losses
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
 
 SYNTHETIC_NOISE = {"two_circles": {"input_noise": 0.05}, "moons": {"input_noise": 0.05}}
 
@@ -61,6 +61,7 @@ class PiModelParams:
                                            "weight ramps up (sigmoid).")
     input_noise: float = input_noise_param()
     pi_stop_gradient: bool = param(False, "Treat the second pass as a fixed target (libml variant).")
+    joint_batch: bool = joint_batch_param()
 
     DATASET_DEFAULTS: ClassVar[dict] = SYNTHETIC_NOISE
 
@@ -80,9 +81,16 @@ class PiModel(SSLModel):
             x = x + self.params.input_noise * keras.random.normal(tf.shape(x), seed=self.seed_generator)
         return x
 
+    def student_passes(self, x_labeled, x_unlabeled):
+        """Logits on the labeled and the unlabeled views: one pass with ``joint_batch``
+        (as the paper's minibatches, which hold both), else two."""
+        if self.params.joint_batch:
+            return self.joint_logits(x_labeled, x_unlabeled)
+        return self.logits(x_labeled), self.logits(x_unlabeled)
+
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
-        logits_labeled = self.logits(self.stochastic_view(x_labeled))
-        logits_a = self.logits(self.stochastic_view(x_unlabeled))
+        logits_labeled, logits_a = self.student_passes(self.stochastic_view(x_labeled),
+                                                       self.stochastic_view(x_unlabeled))
         with frozen_batch_stats():
             logits_b = self.logits(self.stochastic_view(x_unlabeled))
         if self.params.pi_stop_gradient:

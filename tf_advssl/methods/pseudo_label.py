@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative
+from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative
 
 
 def linear_rampup(step, rampup_steps):
@@ -48,6 +48,7 @@ class PseudoLabelParams:
     pseudo_label_threshold: float = param(0.95, "Confidence tau a prediction needs to become a pseudo-label.")
     pseudo_label_weight: float = param(1.0, "Final weight alpha_f of the pseudo-label term.")
     pseudo_label_rampup: float = param(0.4, "Fraction of --train_steps over which the weight rises linearly.")
+    joint_batch: bool = joint_batch_param()
 
     DATASET_DEFAULTS: ClassVar[dict] = {}
 
@@ -62,8 +63,10 @@ class PseudoLabel(SSLModel):
     loss_names = ("loss_nll", "loss_pseudo_label")
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
-        logits_labeled = self.logits(x_labeled)
-        logits_unlabeled = self.logits(x_unlabeled)
+        if self.params.joint_batch:
+            logits_labeled, logits_unlabeled = self.joint_logits(x_labeled, x_unlabeled)
+        else:
+            logits_labeled, logits_unlabeled = self.logits(x_labeled), self.logits(x_unlabeled)
         pseudo_labels, mask = confident_pseudo_labels(logits_unlabeled, self.params.pseudo_label_threshold)
         return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
                 "loss_pseudo_label": tf.reduce_mean(mask * losses.cross_entropy(pseudo_labels, logits_unlabeled))}

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
 from tf_advssl.methods.pi_model import PiModel, SYNTHETIC_NOISE, input_noise_param, rampup_steps
 
 @dataclasses.dataclass
@@ -37,6 +37,7 @@ class TemporalEnsemblingParams:
     te_rampup: float = param(80.0 / 300.0, "Fraction of --train_steps over which the consistency "
                                            "weight ramps up (sigmoid).")
     input_noise: float = input_noise_param()
+    joint_batch: bool = joint_batch_param()
 
     DATASET_DEFAULTS: ClassVar[dict] = SYNTHETIC_NOISE
 
@@ -60,6 +61,7 @@ class TemporalEnsembling(SSLModel):
     loss_names = ("loss_nll", "loss_consistency")
     augment_inputs = False
     stochastic_view = PiModel.stochastic_view
+    student_passes = PiModel.student_passes
 
     def __init__(self, classifier, params, **kwargs):
         super().__init__(classifier, params, **kwargs)
@@ -73,8 +75,8 @@ class TemporalEnsembling(SSLModel):
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
         """The loss terms; also records this pass's predictions in the ensemble (side effect)."""
-        logits_labeled = self.logits(self.stochastic_view(x_labeled))
-        logits_unlabeled = self.logits(self.stochastic_view(x_unlabeled))
+        logits_labeled, logits_unlabeled = self.student_passes(self.stochastic_view(x_labeled),
+                                                               self.stochastic_view(x_unlabeled))
         probs = tf.nn.softmax(tf.cast(logits_unlabeled, tf.float32))
         targets, mask = bias_corrected_targets(tf.gather(self.ensemble_predictions, idx_unlabeled),
                                                tf.gather(self.ensemble_visits, idx_unlabeled),

@@ -110,6 +110,30 @@ def test_one_step_moves_log_alpha_up_and_theta_down_the_divergence(method, mode)
     assert at(new_w, new_b, alpha_before) < before  # theta descends it
 
 
+@pytest.mark.parametrize("center", [0.0, 0.5, -1.0])
+def test_mask_pulls_inputs_to_x_center(center):
+    """A mask that is exactly 0 (log alpha -100) replaces every input by ``center``; one
+    that is exactly 1 (log alpha +100) leaves it: KL(p(x) || p(center)) and 0 by hand."""
+    rng = np.random.RandomState(4)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    p = softmax(x_u @ weights + bias)
+    q = softmax(np.full((1, 4), center) @ weights + bias)
+    expected = {-100.0: np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)), 100.0: 0.0}
+    for init, value in expected.items():
+        model = make("xvat", {"x_mode": "transductive", "x_center": center, "log_alpha_init": init},
+                     weights, bias)
+        loss_x = model.compute_losses(x_l, y_l, x_u, model.table_rows(x_l, idx_u))["loss_x"]
+        assert float(loss_x) == pytest.approx(value, rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(perturbations.apply_mask(x_u, np.zeros_like(x_u), center).numpy(),
+                               np.full_like(x_u, center))
+
+
+def test_mnist_default_centre_is_the_reference_codes():
+    assert make_params("xvat", "mnist", {}).x_center == 0.5
+    assert make_params("xvat", "two_circles", {}).x_center == 0.0
+
+
 def test_l0_term_pushes_log_alpha_towards_keeping_entries():
     """Eq. 12: log alpha maximises + lambda sum sigmoid(log alpha - beta log(-gamma/zeta))."""
     rng = np.random.RandomState(1)

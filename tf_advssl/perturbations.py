@@ -280,6 +280,14 @@ def hard_concrete_mask(log_alpha, *, beta: float, gamma: float, zeta: float, see
     return tf.clip_by_value(stretched, 0.0, 1.0)
 
 
+def apply_mask(x, z, center: float = 0.0):
+    """The multiplicative perturbation ``center + (x - center) * z``: a zero entry of z moves
+    x to ``center`` instead of 0 (``center`` 0 is the paper's x * z; 0.5 on [0, 1] pixels is
+    the xVAT reference code's x * z on MNIST centred to [-0.5, 0.5])."""
+    x = tf.cast(x, tf.float32)
+    return center + (x - center) * tf.cast(z, tf.float32)
+
+
 def hard_concrete_nonzero_probability(log_alpha, *, beta: float, gamma: float, zeta: float):
     """P(z != 0) = sigmoid(log_alpha - beta log(-gamma/zeta)), elementwise: the
     expected L0 norm of a Hard Concrete mask is the sum of this over entries."""

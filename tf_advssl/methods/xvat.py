@@ -3,7 +3,10 @@
 reference code sndnyang/xvat).
 
 The additive x + r_adv of AT/VAT becomes a mask, x_adv = x * z, with z a
-Hard Concrete sample (perturbations.hard_concrete_mask):
+Hard Concrete sample (perturbations.hard_concrete_mask); with --x_center=c the
+mask pulls inputs to c instead of 0, x_adv = c + (x - c) * z (perturbations.apply_mask;
+MNIST default 0.5: the reference code multiplies pixels centred to [-0.5, 0.5], so
+a mask can erase strokes and also fill background):
 
     z = min(1, max(0, sigmoid((log u - log(1 - u) + log_alpha) / beta) (zeta - gamma) + gamma)),  u ~ U(0, 1)
 
@@ -79,12 +82,15 @@ class XParams:
     hard_concrete_beta: float = param(2.0 / 3.0, "Hard Concrete temperature beta.")
     hard_concrete_gamma: float = param(-0.1, "Hard Concrete stretch lower end gamma (< 0).")
     hard_concrete_zeta: float = param(1.1, "Hard Concrete stretch upper end zeta (> 1).")
+    x_center: float = param(0.0, "Value a zero mask entry moves an input to: x_adv = c + (x - c) * z "
+                                 "(0: the paper's x * z; MNIST 0.5, as the reference code's x * z on "
+                                 "pixels centred to [-0.5, 0.5], so that masks can also add ink).")
     log_alpha_init: float = param(0.0, "Initial log alpha (table entries; output bias of the inductive network).")
     log_alpha_learning_rate: float = param(1e-3, "Adam learning rate of the inductive log-alpha network.")
     log_alpha_table_learning_rate: float = param(
         1.0, "SGD learning rate of the transductive log-alpha rows (per-example gradient).")
 
-    DATASET_DEFAULTS: ClassVar[dict] = {}
+    DATASET_DEFAULTS: ClassVar[dict] = {"mnist": {"x_center": 0.5}, "fashion_mnist": {"x_center": 0.5}}
 
     def validate(self):
         require_choice(self, "x_mode", X_MODES)
@@ -189,7 +195,7 @@ class XVAT(SSLModel):
         log_alpha = self.log_alpha(x, rows)
         z = perturbations.hard_concrete_mask(log_alpha, seed=self.seed_generator, **self.hard_concrete())
         with frozen_batch_stats():
-            logits_masked = self.logits(tf.cast(x, tf.float32) * z)
+            logits_masked = self.logits(perturbations.apply_mask(x, z, self.params.x_center))
             if self.uses_labels:
                 divergence = losses.cross_entropy(y_labeled, logits_masked)
             else:
@@ -209,7 +215,8 @@ class XVAT(SSLModel):
         z = perturbations.hard_concrete_mask(log_alpha, uniform=tf.fill(tf.shape(log_alpha), 0.5),
                                              **self.hard_concrete())
         x = tf.cast(x, tf.float32)
-        return {"mask z\n(median)": z * tf.ones_like(x), "masked\nx * z": x * z}
+        return {"mask z\n(median)": z * tf.ones_like(x),
+                "masked\nx * z": perturbations.apply_mask(x, z, self.params.x_center)}
 
     def table_rows(self, x_labeled, idx_unlabeled):
         if not self.transductive:

@@ -129,11 +129,6 @@ def test_mask_pulls_inputs_to_x_center(center):
                                np.full_like(x_u, center))
 
 
-def test_mnist_default_centre_is_the_reference_codes():
-    assert make_params("xvat", "mnist", {}).x_center == 0.5
-    assert make_params("xvat", "two_circles", {}).x_center == 0.0
-
-
 def test_l0_term_pushes_log_alpha_towards_keeping_entries():
     """Eq. 12: log alpha maximises + lambda sum sigmoid(log alpha - beta log(-gamma/zeta))."""
     rng = np.random.RandomState(1)

@@ -161,6 +161,14 @@ class SSLModel(keras.Model):
         logits = self.logits(tf.concat(batches, axis=0))
         return tf.split(logits, [tf.shape(x)[0] for x in batches], axis=0)
 
+    def student_passes(self, x_labeled, x_unlabeled):
+        """Training-mode logits on a labeled and an unlabeled batch: one joint pass when the
+        method's ``joint_batch`` parameter is set (minibatches holding both, as the
+        consistency and pseudo-label papers), else two passes, each updating batch norm."""
+        if self.params.joint_batch:
+            return self.joint_logits(x_labeled, x_unlabeled)
+        return self.logits(x_labeled), self.logits(x_unlabeled)
+
     def teacher_logits(self, x, training=True):
         """Logits of the EMA teacher (or the classifier when there is none), a constant.
 

@@ -57,7 +57,6 @@ class MeanTeacher(SSLModel):
     augment_inputs = False
     needs_teacher = True
     stochastic_view = PiModel.stochastic_view
-    student_passes = PiModel.student_passes
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
         logits_labeled, logits_student = self.student_passes(self.stochastic_view(x_labeled),

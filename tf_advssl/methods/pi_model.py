@@ -81,13 +81,6 @@ class PiModel(SSLModel):
             x = x + self.params.input_noise * keras.random.normal(tf.shape(x), seed=self.seed_generator)
         return x
 
-    def student_passes(self, x_labeled, x_unlabeled):
-        """Logits on the labeled and the unlabeled views: one pass with ``joint_batch``
-        (as the paper's minibatches, which hold both), else two."""
-        if self.params.joint_batch:
-            return self.joint_logits(x_labeled, x_unlabeled)
-        return self.logits(x_labeled), self.logits(x_unlabeled)
-
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
         logits_labeled, logits_a = self.student_passes(self.stochastic_view(x_labeled),
                                                        self.stochastic_view(x_unlabeled))

@@ -63,10 +63,7 @@ class PseudoLabel(SSLModel):
     loss_names = ("loss_nll", "loss_pseudo_label")
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
-        if self.params.joint_batch:
-            logits_labeled, logits_unlabeled = self.joint_logits(x_labeled, x_unlabeled)
-        else:
-            logits_labeled, logits_unlabeled = self.logits(x_labeled), self.logits(x_unlabeled)
+        logits_labeled, logits_unlabeled = self.student_passes(x_labeled, x_unlabeled)
         pseudo_labels, mask = confident_pseudo_labels(logits_unlabeled, self.params.pseudo_label_threshold)
         return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
                 "loss_pseudo_label": tf.reduce_mean(mask * losses.cross_entropy(pseudo_labels, logits_unlabeled))}

@@ -61,7 +61,6 @@ class TemporalEnsembling(SSLModel):
     loss_names = ("loss_nll", "loss_consistency")
     augment_inputs = False
     stochastic_view = PiModel.stochastic_view
-    student_passes = PiModel.student_passes
 
     def __init__(self, classifier, params, **kwargs):
         super().__init__(classifier, params, **kwargs)

@@ -21,7 +21,8 @@ HELP = {
     "method": "Training method.",
     "dataset": "two_circles, moons, mnist, fashion_mnist, svhn_cropped, cifar10, cifar100, any tfds "
                "image-classification name, npz:PATH or folder:PATH.",
-    "network": "mlp, conv_small, conv_large or wrn28_2 (default per dataset).",
+    "network": "mlp, mlp_wn, conv_small, conv_large or wrn28_2 (default per dataset and method: "
+               "fm_gan uses mlp_wn, the Improved-GAN discriminator, on mnist and fashion_mnist).",
     "workdir": "Run directory: config, checkpoints, TensorBoard logs, metrics, export.",
     "overwrite": "Replace a run with a different config in --workdir (earlier exports are kept).",
     "num_labeled": "Number of labeled training examples (balanced across classes).",
@@ -36,9 +37,12 @@ HELP = {
     "zca": "ZCA whitening (default on for CIFAR).",
     "augment_translate": "Random translation in pixels (0 disables).",
     "augment_flip": "Random horizontal flip.",
-    "mlp_widths": "Hidden widths of the mlp network.",
+    "mlp_widths": "Hidden widths of the mlp and mlp_wn networks (mlp_wn: default 1000,500,250,250,250).",
     "mlp_batch_norm": "Batch norm after each hidden layer of the mlp network.",
     "dropout": "Dropout rate of the convolutional networks.",
+    "mlp_wn_input_noise": "mlp_wn: std of the Gaussian noise added to the inputs in training (default 0.3).",
+    "mlp_wn_hidden_noise": "mlp_wn: std of the Gaussian noise added after each hidden ReLU in training "
+                           "(default 0.5).",
     "top_bn": "Batch norm on the logits (mlp, conv_small, conv_large), as the official VAT code.",
     "train_steps": "Number of parameter updates.",
     "batch_size": "Labeled examples per step (default 32; FixMatch and MixMatch 64).",

@@ -375,3 +375,96 @@ def test_checkpoint_holds_the_extra_optimizers(tmp_path, make_model):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(trained.variables, fresh.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ----- FM-GAN with the paper's MNIST discriminator (mlp_wn) -------------------------------
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_fm_gan_uses_the_papers_discriminator_on_mnist_unless_told_otherwise(dataset):
+    from tf_advssl.config import Config
+
+    paper = training.validate(Config(method="fm_gan", dataset=dataset))
+    assert paper.network == "mlp_wn" and paper.mlp_widths == (1000, 500, 250, 250, 250)
+    assert (paper.mlp_wn_input_noise, paper.mlp_wn_hidden_noise) == (0.3, 0.5)
+    # The network adds the input noise, so FM-GAN adds none (not twice).
+    assert paper.method_params["fm_gan_input_noise"] == 0.0
+    # An explicit --network wins, and FM-GAN then adds the paper's input noise itself.
+    explicit = training.validate(Config(method="fm_gan", dataset=dataset, network="mlp"))
+    assert explicit.network == "mlp" and explicit.mlp_widths == (1200, 600, 300, 150, 150)
+    assert explicit.mlp_wn_input_noise is None and explicit.method_params["fm_gan_input_noise"] == 0.3
+    # Explicit widths, noise and FM-GAN noise flags win too.
+    custom = training.validate(Config(method="fm_gan", dataset=dataset, mlp_widths=(20, 10), mlp_wn_hidden_noise=0.2,
+                                      method_params={"fm_gan_input_noise": 0.1}))
+    assert (custom.network, custom.mlp_widths, custom.mlp_wn_input_noise, custom.mlp_wn_hidden_noise) == (
+        "mlp_wn", (20, 10), 0.3, 0.2)
+    assert custom.method_params["fm_gan_input_noise"] == 0.1
+    # Other methods keep the dataset's network; mlp_wn on request gets its own widths.
+    assert training.validate(Config(method="vat", dataset=dataset)).network == "mlp"
+    vat_wn = training.validate(Config(method="vat", dataset=dataset, network="mlp_wn"))
+    assert vat_wn.mlp_widths == (1000, 500, 250, 250, 250)
+    # fm_gan elsewhere: the dataset's network.
+    assert training.validate(Config(method="fm_gan", dataset="two_circles")).network == "mlp"
+
+
+def test_mlp_wn_noise_flags_need_mlp_wn():
+    from tf_advssl.config import Config
+
+    with pytest.raises(ConfigError, match="--mlp_wn_input_noise applies to --network=mlp_wn"):
+        training.validate(Config(method="fm_gan", dataset="mnist", network="mlp", mlp_wn_input_noise=0.3))
+    with pytest.raises(ConfigError, match="--mlp_wn_hidden_noise must be >= 0"):
+        training.validate(Config(method="fm_gan", dataset="mnist", mlp_wn_hidden_noise=-1.0))
+
+
+def mlp_wn_fm_gan(network):
+    """FM-GAN with the params it gets on MNIST for ``network`` and a small mlp_wn discriminator
+    (noise std 0.3 on the inputs, 0.5 after each hidden ReLU)."""
+    from tf_advssl import networks
+
+    classifier = networks.build_network("mlp_wn", (3,), 2, mlp_widths=(6, 5), seed=1)
+    params = make_params("fm_gan", "mnist", {"fm_gan_noise_dim": 2, "fm_gan_hidden_units": 5,
+                                             "fm_gan_output": "linear"}, network=network)
+    model = get_method("fm_gan")(classifier, params, num_classes=2, total_steps=10, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.optimizer.build(model.trainable_for_loss())
+    model.build_extra()
+    return model
+
+
+def test_fm_gan_does_not_add_input_noise_to_a_network_that_has_its_own():
+    x = np.random.RandomState(30).normal(size=(50, 3)).astype(np.float32)
+    model = mlp_wn_fm_gan("mlp_wn")
+    assert model.params.fm_gan_input_noise == 0.0
+    np.testing.assert_array_equal(model.noisy(x).numpy(), x)  # FM-GAN adds nothing ...
+    # ... so what the first dense layer sees in the discriminator pass (FM-GAN's noisy(), then
+    # the network) carries noise of std 0.3 once, not sqrt(2) * 0.3 = 0.42 as if added twice.
+    first_dense_input = keras.Model(model.classifier.inputs, model.classifier.get_layer("input_noise").output)
+    big = np.zeros((4000, 3), np.float32)
+    assert np.std(first_dense_input(model.noisy(big), training=True).numpy()) == pytest.approx(0.3, rel=0.03)
+    # Where the network has no input noise (e.g. --network=mlp), FM-GAN adds the paper's 0.3.
+    other = mlp_wn_fm_gan("mlp")
+    assert other.params.fm_gan_input_noise == 0.3
+    assert np.std(other.noisy(big).numpy()) == pytest.approx(0.3, rel=0.03)
+
+
+def test_fm_gan_matches_the_last_hidden_relu_of_mlp_wn_before_its_noise():
+    """As the official code (``layers[-3]``): the features are the last hidden layer's ReLU
+    output, taken in noisy training mode, not the noisy input of the logits layer."""
+    model = mlp_wn_fm_gan("mlp_wn")
+    classifier = model.classifier
+    assert model.features.outputs[0] is classifier.get_layer("relu1").output
+    assert classifier.layers[-1].input is classifier.get_layer("noise1").output  # what is skipped
+    x = np.random.RandomState(31).uniform(size=(200, 3)).astype(np.float32)
+    train_features = model.features(x, training=True).numpy()
+    assert train_features.shape == (200, 5)
+    assert train_features.min() >= 0.0                          # post-ReLU: no noise after it
+    logits_input = keras.Model(classifier.inputs, classifier.layers[-1].input)(x, training=True).numpy()
+    assert logits_input.min() < -0.5                             # the noisy version would have negatives
+    # Noise before it is active in training (input and first hidden noise), absent in inference.
+    assert not np.allclose(train_features, model.features(x, training=False).numpy())
+    # One train step runs and moves both networks.
+    batch = vector_batch(np.random.RandomState(32))
+    before_d, before_g = snapshot(classifier.trainable_variables), snapshot(model.generator.trainable_variables)
+    logs = model.train_step(batch)
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert any(changed(before_d, classifier.trainable_variables))
+    assert any(changed(before_g, model.generator.trainable_variables))

@@ -35,11 +35,11 @@ def _rand(shape, seed=0):
 # ---------------------------------------------------------------------------
 
 def test_registry_names():
-    assert set(networks.NETWORKS) == {"mlp", "conv_small", "conv_large", "wrn28_2"}
+    assert set(networks.NETWORKS) == {"mlp", "mlp_wn", "conv_small", "conv_large", "wrn28_2"}
 
 
 @pytest.mark.parametrize("input_shape", [MNIST, CIFAR], ids=["mnist", "cifar"])
-@pytest.mark.parametrize("name", ["mlp", "conv_small", "conv_large", "wrn28_2"])
+@pytest.mark.parametrize("name", ["mlp", "mlp_wn", "conv_small", "conv_large", "wrn28_2"])
 def test_output_shape_and_float32_logits(name, input_shape):
     model = _built(name, input_shape)
     assert model.input_shape == (None,) + input_shape   # any batch size
@@ -348,13 +348,16 @@ def restore_policy():
     ("mixed_bfloat16", "wrn28_2", CIFAR, {}),
     ("mixed_float16", "mlp", (2,), dict(mlp_widths=(16, 8), dropout=0.1)),
     ("mixed_float16", "conv_small", MNIST, {}),
+    ("mixed_bfloat16", "mlp_wn", (2,), dict(mlp_widths=(16, 8))),
+    ("mixed_float16", "mlp_wn", (2,), dict(mlp_widths=(16, 8))),
 ])
 def test_mixed_precision_logits_are_float32(restore_policy, policy, name, input_shape, kwargs):
     keras.mixed_precision.set_global_policy(policy)
     model = networks.build_network(name, input_shape, 10, **kwargs)
     low = policy.split("_")[1]
     convs_or_dense = [layer for layer in model.layers[:-1]
-                      if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+                      if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense,
+                                            advssl_layers.WeightNormDense))]
     assert convs_or_dense and all(l.compute_dtype == low for l in convs_or_dense)
     x = _rand((2,) + input_shape)
     for training in (True, False):
@@ -366,6 +369,135 @@ def test_mixed_precision_logits_are_float32(restore_policy, policy, name, input_
         assert model(x, training=True).dtype == tf.float32
     keras.mixed_precision.set_global_policy("float32")
     assert networks.build_network("mlp", (2,), 2, mlp_widths=(4,)).layers[1].compute_dtype == "float32"
+
+
+# ---------------------------------------------------------------------------
+# mlp_wn: the Improved-GAN MNIST discriminator (Salimans et al. 2016)
+# ---------------------------------------------------------------------------
+
+def _wn_forward(model, x, noise=None):
+    """Inference-mode logits of an mlp_wn model computed in numpy from its weights:
+    x -> [relu(x @ (g v / ||v||) + b)] per hidden layer -> x @ (g v / ||v||) + b."""
+    dense = [layer for layer in model.layers if isinstance(layer, advssl_layers.WeightNormDense)]
+    h = x.reshape(len(x), -1).astype(np.float64)
+    for i, layer in enumerate(dense):
+        v, g, b = (w.numpy().astype(np.float64) for w in (layer.kernel_v, layer.g, layer.bias))
+        h = h @ (v * g / np.sqrt((v ** 2).sum(axis=0, keepdims=True))) + b
+        if i < len(dense) - 1:
+            h = np.maximum(h, 0.0)
+    return h
+
+
+def test_mlp_wn_layer_sequence_and_paper_defaults():
+    model = _built("mlp_wn", MNIST)
+    kinds = [(type(layer).__name__, getattr(layer, "units", getattr(layer, "stddev", None)))
+             for layer in _non_input_layers(model)]
+    expected = [("Flatten", None), ("GaussianNoise", 0.3)]
+    for width in (1000, 500, 250, 250, 250):
+        expected += [("WeightNormDense", width), ("ReLU", None), ("GaussianNoise", 0.5)]
+    expected += [("WeightNormDense", 10)]
+    assert kinds == expected
+    for prev, layer in zip(model.layers, model.layers[1:]):   # a chain, in execution order
+        assert layer.input is prev.output
+    assert not advssl_layers.batch_norm_layers(model)
+    logits = model.layers[-1]
+    assert logits.name == "logits" and logits.dtype_policy.compute_dtype == "float32"
+    # Hidden layers keep their scale g fixed (official train_scale=False); the logits learn it.
+    hidden = [layer for layer in model.layers[:-1] if isinstance(layer, advssl_layers.WeightNormDense)]
+    assert all(not layer.g.trainable for layer in hidden) and logits.g.trainable
+    assert {w.name for w in logits.trainable_weights} == {"kernel_v", "g", "bias"}
+    assert all({w.name for w in layer.trainable_weights} == {"kernel_v", "bias"} for layer in hidden)
+    # The paper's widths when none are given, not the mlp's VAT widths.
+    assert networks.build_network("mlp_wn", (2,), 2).count_params() == sum(
+        i * o + 2 * o for i, o in zip((2, 1000, 500, 250, 250, 250), (1000, 500, 250, 250, 250, 2)))
+
+
+def test_mlp_wn_inference_is_deterministic_and_matches_hand_computation():
+    model = networks.build_network("mlp_wn", (3, 2, 1), 4, mlp_widths=(7, 5), seed=3)
+    rng = np.random.default_rng(5)
+    for layer in model.layers:  # non-trivial scales and biases
+        if isinstance(layer, advssl_layers.WeightNormDense):
+            layer.g.assign(rng.uniform(0.5, 2.0, size=layer.g.shape).astype(np.float32))
+            layer.bias.assign(rng.uniform(0.1, 0.5, size=layer.bias.shape).astype(np.float32))
+    x = _rand((6, 3, 2, 1), seed=6)
+    first, second = model(x, training=False).numpy(), model(x, training=False).numpy()
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, _wn_forward(model, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+
+
+def test_mlp_wn_column_norms_equal_g():
+    model = networks.build_network("mlp_wn", (6,), 3, mlp_widths=(5, 4), seed=2)
+    dense = [layer for layer in model.layers if isinstance(layer, advssl_layers.WeightNormDense)]
+    assert len(dense) == 3
+    for k, layer in enumerate(dense):
+        np.testing.assert_allclose(np.linalg.norm(layer.kernel.numpy(), axis=0), layer.g.numpy(), rtol=1e-5)
+        g = np.linspace(0.2, 3.0, layer.units).astype(np.float32) * (k + 1)
+        layer.g.assign(g)
+        np.testing.assert_allclose(np.linalg.norm(layer.kernel.numpy(), axis=0), g, rtol=1e-5)
+
+
+def _noise_of(model, name, x):
+    """What GaussianNoise layer ``name`` adds in one training-mode call on ``x``."""
+    layer = model.get_layer(name)
+    before, after = keras.Model(model.inputs, [layer.input, layer.output])(x, training=True)
+    return after.numpy() - before.numpy()
+
+
+def test_mlp_wn_training_noise_is_present_seeded_and_has_the_given_stds():
+    kwargs = dict(mlp_widths=(64, 32))
+    keras.utils.set_random_seed(1)
+    a = networks.build_network("mlp_wn", (8,), 3, seed=4, **kwargs)
+    keras.utils.set_random_seed(2)  # the global seed must not matter
+    b = networks.build_network("mlp_wn", (8,), 3, seed=4, **kwargs)
+    c = networks.build_network("mlp_wn", (8,), 3, seed=5, **kwargs)
+    x = _rand((16, 8), seed=3)
+    inference = a(x, training=False).numpy()
+    trained_a, trained_b, trained_c = (m(x, training=True).numpy() for m in (a, b, c))
+    assert np.abs(trained_a - inference).max() > 0.1        # noise is there in training
+    np.testing.assert_array_equal(trained_a, trained_b)        # same seed, same noise
+    assert not np.allclose(trained_a, trained_c)
+    np.testing.assert_array_equal(a(x, training=False).numpy(), inference)  # inference: no noise
+    noise_layers = [layer for layer in a.layers if isinstance(layer, keras.layers.GaussianNoise)]
+    assert len(noise_layers) == 3 and len({layer.seed for layer in noise_layers}) == 3
+    # Empirical stds: 0.3 on the inputs, 0.5 after each hidden ReLU (and non-default values).
+    big = np.zeros((4000, 8), np.float32)
+    assert np.std(_noise_of(a, "input_noise", big)) == pytest.approx(0.3, rel=0.03)
+    assert np.std(_noise_of(a, "noise1", big)) == pytest.approx(0.5, rel=0.03)
+    custom = networks.build_network("mlp_wn", (8,), 3, mlp_wn_input_noise=0.1, mlp_wn_hidden_noise=0.7, **kwargs)
+    assert np.std(_noise_of(custom, "input_noise", big)) == pytest.approx(0.1, rel=0.03)
+    assert np.std(_noise_of(custom, "noise0", big)) == pytest.approx(0.7, rel=0.03)
+
+
+def test_mlp_wn_zero_noise_and_bad_flags():
+    quiet = networks.build_network("mlp_wn", (4,), 2, mlp_widths=(6, 5), mlp_wn_input_noise=0.0,
+                                   mlp_wn_hidden_noise=0.0)
+    assert not any(isinstance(layer, keras.layers.GaussianNoise) for layer in quiet.layers)
+    x = _rand((3, 4))
+    np.testing.assert_array_equal(quiet(x, training=True).numpy(), quiet(x, training=False).numpy())
+    with pytest.raises(ConfigError, match="--mlp_wn_hidden_noise"):
+        networks.build_network("mlp_wn", (4,), 2, mlp_wn_hidden_noise=-0.1)
+    with pytest.raises(ConfigError, match="--mlp_wn_input_noise"):
+        networks.build_network("mlp", (4,), 2, mlp_wn_input_noise=0.3)
+    with pytest.raises(ConfigError, match="--mlp_widths"):
+        networks.build_network("mlp_wn", (4,), 2, mlp_widths=(3, 0))
+
+
+def test_mlp_wn_keras_save_load_and_clone_give_the_same_outputs(tmp_path):
+    model = networks.build_network("mlp_wn", (3, 3, 1), 4, mlp_widths=(6, 5), seed=1)
+    model.layers[-1].g.assign(np.array([0.5, 1.0, 2.0, 3.0], np.float32))
+    x = _rand((5, 3, 3, 1), seed=2)
+    path = str(tmp_path / "mlp_wn.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-6)
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert not loaded.get_layer("dense0").g.trainable
+    clone = keras.models.clone_model(model)  # how the EMA teacher is made
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-6)
+    assert [l.seed for l in clone.layers if isinstance(l, keras.layers.GaussianNoise)] == [
+        l.seed for l in model.layers if isinstance(l, keras.layers.GaussianNoise)]
 
 
 # ---------------------------------------------------------------------------

@@ -106,6 +106,26 @@ def test_wrong_dtype_or_shape_is_refused_with_a_clear_error(exported):
         serving.check_inputs(images() * 1.5, SHAPE, np.uint8)
 
 
+def test_exported_mlp_wn_serves_the_noiseless_keras_outputs(tmp_path):
+    """The Improved-GAN discriminator (Gaussian noise layers, weight-normalised dense layers)
+    exports; the SavedModel gives the inference-mode (noise-free) Keras outputs, every call."""
+    from tf_advssl import networks
+
+    spec = data_lib.DataSpec("tiny", SHAPE, 3, "uint8", (0, 255), True)
+    model = networks.build_network("mlp_wn", SHAPE, 3, mlp_widths=(8, 6), seed=4)
+    model.layers[-1].g.assign(np.array([4.0, 6.0, 8.0], np.float32))  # confident, noise-sensitive logits
+    preprocessor = data_lib.Preprocessor(scale=1 / 255.0, input_shape=SHAPE)
+    path = export.export_saved_model(model, spec, preprocessor, str(tmp_path))
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    x = images(20, seed=3)
+    expected = keras_probabilities(model, preprocessor, x)
+    assert not np.allclose(tf.nn.softmax(model(preprocessor(x), training=True)).numpy(), expected, atol=1e-3)
+    for _ in range(2):
+        out = serve(inputs=tf.constant(x))
+        np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-6)
+        np.testing.assert_array_equal(out["classes"].numpy(), expected.argmax(axis=1))
+
+
 def test_export_refuses_an_existing_version_and_picks_the_next(exported, tmp_path):
     path, model, preprocessor, spec = exported
     base = os.path.dirname(path)

@@ -43,6 +43,8 @@ class Config:
     mlp_widths: Optional[tuple] = None
     mlp_batch_norm: Optional[bool] = None
     top_bn: bool = False                  # batch norm on the logits (official VAT code's --top_bn)
+    mlp_wn_input_noise: Optional[float] = None   # mlp_wn only: Gaussian noise std on the inputs
+    mlp_wn_hidden_noise: Optional[float] = None  # mlp_wn only: ... after each hidden ReLU
     dropout: Optional[float] = None
 
     # Optimisation.
@@ -136,20 +138,37 @@ DATASET_DEFAULTS = {
 }
 
 
+# Defaults of a network's own settings, for fields left at None; they replace the dataset's
+# (whose mlp_widths are those of ``mlp``).  ``mlp_wn``: the Improved-GAN MNIST discriminator
+# (Salimans et al. 2016).  Fields no entry sets stay None for other networks.
+NETWORK_DEFAULTS = {
+    "mlp_wn": dict(mlp_widths=(1000, 500, 250, 250, 250), mlp_wn_input_noise=0.3, mlp_wn_hidden_noise=0.5),
+}
+
+
 def dataset_family(dataset: str) -> str:
     """The key of DATASET_DEFAULTS that applies to ``dataset``."""
     return dataset if dataset in DATASET_DEFAULTS else "default"
 
 
 def resolve(config: Config) -> Config:
-    """Fill every ``None`` field with the method's run defaults (``config_defaults`` of
-    its class, e.g. FixMatch's batch sizes), else the dataset default; returns a new Config."""
+    """Fill every ``None`` field with the method's run defaults (``config_defaults`` of its
+    class, e.g. FixMatch's batch sizes, then its ``dataset_config_defaults`` for this
+    dataset, e.g. FM-GAN's MNIST discriminator), else the network's (``NETWORK_DEFAULTS``
+    of the resolved --network), else the dataset default; returns a new Config."""
     from tf_advssl import methods  # late: methods import this module
 
+    family = dataset_family(config.dataset)
     defaults = dict(DATASET_DEFAULTS["default"])
-    defaults.update(DATASET_DEFAULTS[dataset_family(config.dataset)])
+    defaults.update(DATASET_DEFAULTS[family])
+    method_defaults = {}
     if config.method in methods.METHODS:
-        defaults.update(methods.get_method(config.method).config_defaults)
+        method_cls = methods.get_method(config.method)
+        method_defaults.update(method_cls.config_defaults)
+        method_defaults.update(method_cls.dataset_config_defaults.get(family, {}))
+    network = config.network if config.network is not None else method_defaults.get("network", defaults["network"])
+    defaults.update(NETWORK_DEFAULTS.get(network, {}))
+    defaults.update(method_defaults)
     changes = {}
     for name, value in defaults.items():
         if getattr(config, name, None) is None:

@@ -129,11 +129,16 @@ class _WeightNormBase(keras.layers.Layer):
     it needs a separate initialisation pass over data, and in this package
     weight-normalised layers are followed by batch normalisation or used where
     the plain initialisation suffices.
+
+    ``trainable_scale=False`` keeps ``g`` fixed at its initial value (a
+    non-trainable variable), as the hidden layers of the Improved-GAN MNIST
+    discriminator (``train_scale=False`` in openai/improved-gan); only the
+    direction ``v`` and the bias are then learned.
     """
 
     def __init__(self, units_or_filters, *, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 epsilon=1e-12, **kwargs):
+                 epsilon=1e-12, trainable_scale=True, **kwargs):
         super().__init__(**kwargs)
         self._out = int(units_or_filters)
         if self._out <= 0:
@@ -143,6 +148,7 @@ class _WeightNormBase(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.epsilon = float(epsilon)
+        self.trainable_scale = bool(trainable_scale)
 
     def _build_params(self, kernel_shape):
         self._reduce_axes = tuple(range(len(kernel_shape) - 1))
@@ -157,7 +163,7 @@ class _WeightNormBase(keras.layers.Layer):
             return ops.cast(ops.sqrt(ops.sum(ops.square(value), axis=reduce_axes)), dtype)
 
         self.g = self.add_weight(name="g", shape=(kernel_shape[-1],), initializer=norm_of_v,
-                                 trainable=True)
+                                 trainable=self.trainable_scale)
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(kernel_shape[-1],),
                                         initializer=self.bias_initializer, trainable=True)
@@ -189,6 +195,7 @@ class _WeightNormBase(keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             "epsilon": self.epsilon,
+            "trainable_scale": self.trainable_scale,
         })
         return config
 

@@ -17,6 +17,29 @@ Architectures and sources
     synthetic Two Moons / Two Circles sets.  Hidden ``Dense`` layers have no
     bias since BN's offset follows; optional dropout (``dropout > 0``) sits
     between hidden layers only.
+``mlp_wn``
+    The discriminator / classifier of Salimans et al., "Improved Techniques
+    for Training GANs", NeurIPS 2016, on MNIST (official code
+    ``openai/improved-gan``, ``mnist_svhn_cifar10/train_mnist_feature_matching.py``)::
+
+        flatten, Gaussian noise (std input_noise = 0.3)
+        per hidden width (1000-500-250-250-250):
+            weight-normalised dense -> ReLU -> Gaussian noise (std hidden_noise = 0.5)
+        weight-normalised dense num_classes (logits)
+
+    No batch norm (a GAN discriminator sees labeled, unlabeled and generated
+    batches in separate passes).  The noise is added in training only; in
+    inference the network is deterministic.  Dense layers are
+    :class:`tf_advssl.layers.WeightNormDense` (``w = g v / ||v||``, with a bias);
+    as in the official code the hidden layers keep ``g`` fixed and only the
+    logits layer learns it.  The official code's data-dependent initialisation
+    (``g`` and the bias set so that each unit's pre-activation has mean 0 and
+    std 1 on a first batch) is not done: ``v`` is He-normal and ``g = ||v||``, so
+    the initial kernels are He-normal.  ``mlp_widths`` sets the hidden widths;
+    ``dropout`` is ignored.  The logits layer is the model's last layer, its
+    input the noisy post-ReLU activations of the last hidden layer (FM-GAN's
+    feature matching uses those activations before the noise, as the official
+    code).
 ``conv_large`` / ``conv_small``
     The CNNs of the VAT paper (TPAMI 2018, Table 4 of the arXiv version;
     reference code ``takerum/vat_tf``, ``cnn.py``)::
@@ -63,8 +86,8 @@ from typing import Callable, Dict, Optional, Sequence
 import keras
 import numpy as np
 
-from tf_advssl.config import ConfigError
-from tf_advssl.layers import BatchNormalization
+from tf_advssl.config import NETWORK_DEFAULTS, ConfigError
+from tf_advssl.layers import BatchNormalization, WeightNormDense
 
 VAT_LRELU_SLOPE = 0.1
 VAT_BN_MOMENTUM = 0.99      # takerum/vat_tf: bn_stats_decay_factor = 0.99
@@ -137,7 +160,10 @@ def _top(h, num_classes, b, top_bn):
     return logits
 
 
-def build_mlp(input_shape, num_classes, *, mlp_widths=(1200, 600, 300, 150, 150),
+MLP_WIDTHS = (1200, 600, 300, 150, 150)  # VAT, MNIST
+
+
+def build_mlp(input_shape, num_classes, *, mlp_widths=MLP_WIDTHS,
               dropout=0.0, seed=0, name_prefix=None, batch_norm=True, top_bn=False) -> keras.Model:
     """Flatten -> [Dense -> BN -> ReLU] per width (dropout between) -> Dense logits
     (-> BN with ``top_bn``).  Without ``batch_norm`` the hidden Dense layers have biases instead."""
@@ -161,6 +187,56 @@ def build_mlp(input_shape, num_classes, *, mlp_widths=(1200, 600, 300, 150, 150)
         if dropout > 0 and i < len(widths) - 1:
             h = keras.layers.Dropout(dropout, seed=b.seed(), name=b.name(f"dropout{i}"))(h)
     return keras.Model(inputs, _top(h, num_classes, b, top_bn), name=b.name("mlp"))
+
+
+# ---------------------------------------------------------------------------
+# Improved-GAN MNIST discriminator: weight-normalised MLP with Gaussian noise
+# ---------------------------------------------------------------------------
+
+# Salimans et al. 2016, MNIST (config.NETWORK_DEFAULTS fills the run's None fields with these).
+MLP_WN_WIDTHS = tuple(NETWORK_DEFAULTS["mlp_wn"]["mlp_widths"])
+MLP_WN_INPUT_NOISE = float(NETWORK_DEFAULTS["mlp_wn"]["mlp_wn_input_noise"])
+MLP_WN_HIDDEN_NOISE = float(NETWORK_DEFAULTS["mlp_wn"]["mlp_wn_hidden_noise"])
+
+
+def _check_noise(value, flag: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{flag} must be a number >= 0, got {value!r}") from None
+    if not value >= 0.0:  # also refuses NaN
+        raise ConfigError(f"--{flag} must be >= 0, got {value}")
+    return value
+
+
+def build_mlp_wn(input_shape, num_classes, *, mlp_widths=MLP_WN_WIDTHS, input_noise=MLP_WN_INPUT_NOISE,
+                 hidden_noise=MLP_WN_HIDDEN_NOISE, seed=0, name_prefix=None, **_unused) -> keras.Model:
+    """Flatten -> GaussianNoise(input_noise) -> [WeightNormDense -> ReLU -> GaussianNoise(hidden_noise)]
+    per width -> WeightNormDense logits (float32, learned scale).  Noise layers with std 0 are
+    left out; every noise layer has its own seed derived from ``seed``."""
+    b = _Builder(seed, name_prefix)
+    widths = tuple(int(w) for w in mlp_widths)
+    if not widths or any(w <= 0 for w in widths):
+        raise ConfigError(f"--mlp_widths must be positive integers, got {tuple(mlp_widths)}")
+    input_noise = _check_noise(input_noise, "mlp_wn_input_noise")
+    hidden_noise = _check_noise(hidden_noise, "mlp_wn_hidden_noise")
+
+    def noise(x, stddev, tag):
+        if stddev == 0:
+            return x
+        return keras.layers.GaussianNoise(stddev, seed=b.seed(), name=b.name(tag))(x)
+
+    inputs = keras.Input(shape=tuple(input_shape), name=b.name("inputs"))
+    h = keras.layers.Flatten(name=b.name("flatten"))(inputs)
+    h = noise(h, input_noise, "input_noise")
+    for i, width in enumerate(widths):
+        h = WeightNormDense(width, kernel_initializer=b.he_normal(), trainable_scale=False,
+                            name=b.name(f"dense{i}"))(h)
+        h = keras.layers.ReLU(name=b.name(f"relu{i}"))(h)
+        h = noise(h, hidden_noise, f"noise{i}")
+    logits = WeightNormDense(num_classes, kernel_initializer=b.he_normal(), dtype="float32",
+                             name=b.name("logits"))(h)
+    return keras.Model(inputs, logits, name=b.name("mlp_wn"))
 
 
 # ---------------------------------------------------------------------------
@@ -266,6 +342,7 @@ def build_wrn28_2(input_shape, num_classes, *, seed=0, name_prefix=None, depth=2
 
 NETWORKS: Dict[str, Callable[..., keras.Model]] = {
     "mlp": build_mlp,
+    "mlp_wn": build_mlp_wn,
     "conv_small": build_conv_small,
     "conv_large": build_conv_large,
     "wrn28_2": build_wrn28_2,
@@ -273,17 +350,20 @@ NETWORKS: Dict[str, Callable[..., keras.Model]] = {
 
 
 def build_network(name: str, input_shape: tuple, num_classes: int, *,
-                  mlp_widths: Sequence[int] = (1200, 600, 300, 150, 150),
+                  mlp_widths: Optional[Sequence[int]] = None,
                   dropout: float = 0.5, seed: int = 0,
                   name_prefix: Optional[str] = None, mlp_batch_norm: bool = True,
-                  top_bn: bool = False) -> keras.Model:
+                  top_bn: bool = False, mlp_wn_input_noise: Optional[float] = None,
+                  mlp_wn_hidden_noise: Optional[float] = None) -> keras.Model:
     """Build network ``name`` mapping inputs of shape ``input_shape`` to float32 logits.
 
     ``input_shape`` excludes the batch axis (any batch size is accepted).
-    ``mlp_widths`` and ``mlp_batch_norm`` are used by ``mlp`` only; ``dropout`` by ``mlp`` and the VAT
-    CNNs (``wrn28_2`` has none); ``top_bn`` (batch norm on the logits) by ``mlp`` and the VAT
-    CNNs.  ``name_prefix`` prefixes every layer name
-    and the model name (useful when two copies live in one graph).
+    ``mlp_widths`` is used by ``mlp`` and ``mlp_wn`` (None: each one's default,
+    1200-600-300-150-150 and 1000-500-250-250-250); ``mlp_batch_norm`` by ``mlp`` only;
+    ``dropout`` by ``mlp`` and the VAT CNNs (``wrn28_2`` and ``mlp_wn`` have none); ``top_bn``
+    (batch norm on the logits) by ``mlp`` and the VAT CNNs; ``mlp_wn_input_noise`` and
+    ``mlp_wn_hidden_noise`` (None: 0.3 and 0.5) by ``mlp_wn`` only.  ``name_prefix`` prefixes
+    every layer name and the model name (useful when two copies live in one graph).
     """
     if name not in NETWORKS:
         raise ConfigError(f"--network={name!r} is unknown; allowed values: "
@@ -303,7 +383,13 @@ def build_network(name: str, input_shape: tuple, num_classes: int, *,
         if name not in TOP_BN_NETWORKS:
             raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {name}")
         kwargs["top_bn"] = True
-    if name == "mlp":
+    if name in ("mlp", "mlp_wn") and mlp_widths is not None:
         kwargs["mlp_widths"] = mlp_widths
+    if name == "mlp":
         kwargs["batch_norm"] = bool(mlp_batch_norm)
+    if name == "mlp_wn":
+        kwargs["input_noise"] = MLP_WN_INPUT_NOISE if mlp_wn_input_noise is None else mlp_wn_input_noise
+        kwargs["hidden_noise"] = MLP_WN_HIDDEN_NOISE if mlp_wn_hidden_noise is None else mlp_wn_hidden_noise
+    elif mlp_wn_input_noise is not None or mlp_wn_hidden_noise is not None:
+        raise ConfigError(f"--mlp_wn_input_noise / --mlp_wn_hidden_noise apply to --network=mlp_wn, not {name}")
     return NETWORKS[name](input_shape, num_classes, **kwargs)

@@ -81,6 +81,12 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
     if config.top_bn and config.network not in TOP_BN_NETWORKS:
         raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {config.network}")
+    for name in ("mlp_wn_input_noise", "mlp_wn_hidden_noise"):
+        value = getattr(config, name)
+        if value is not None and config.network != "mlp_wn":
+            raise ConfigError(f"--{name} applies to --network=mlp_wn, not {config.network}")
+        if value is not None and not value >= 0:
+            raise ConfigError(f"--{name} must be >= 0, got {value}")
     if config.bn_recalibration_examples < 1:
         raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
     if not 0.0 < config.lr_decay_rate <= 1.0:
@@ -90,7 +96,7 @@ def validate(config: Config) -> Config:
     spe = config.steps_per_execution
     if isinstance(spe, bool) or not isinstance(spe, (int, np.integer)) or spe < 1:
         raise ConfigError(f"--steps_per_execution must be an integer >= 1, got {spe!r}")
-    params = methods.make_params(config.method, config.dataset, config.method_params)
+    params = methods.make_params(config.method, config.dataset, config.method_params, network=config.network)
     config = config.replace(method_params=dataclasses.asdict(params))
     methods.get_method(config.method).validate_config(config)
     return config
@@ -152,7 +158,8 @@ def _build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: in
     classifier = build_network(config.network, spec.input_shape, spec.num_classes,
                                mlp_widths=tuple(config.mlp_widths), mlp_batch_norm=config.mlp_batch_norm,
                                top_bn=config.top_bn, dropout=config.dropout,
-                               seed=config.seed)
+                               mlp_wn_input_noise=config.mlp_wn_input_noise,
+                               mlp_wn_hidden_noise=config.mlp_wn_hidden_noise, seed=config.seed)
     augmentation = data_lib.make_augmentation(spec, config.augment_translate, config.augment_flip,
                                               seed=config.seed + 1)
     model = method_cls(classifier, params, num_classes=spec.num_classes, total_steps=config.train_steps,

@@ -52,8 +52,9 @@ def param_fields() -> dict:
     return fields
 
 
-def make_params(method: str, dataset: str, overrides: dict):
-    """The Params of ``method``: class defaults, then dataset defaults, then ``overrides``.
+def make_params(method: str, dataset: str, overrides: dict, network: str | None = None):
+    """The Params of ``method``: class defaults, then dataset defaults, then the defaults for
+    the run's ``network`` (``NETWORK_DEFAULTS`` of the Params, if any), then ``overrides``.
 
     Keys of ``overrides`` that belong to other methods are ignored; keys that
     belong to no method raise ConfigError.  A method built on another one (SCAR)
@@ -66,6 +67,7 @@ def make_params(method: str, dataset: str, overrides: dict):
     if unknown:
         raise ConfigError(f"unknown method parameters: {sorted(unknown)}")
     values = dict(params_cls.DATASET_DEFAULTS.get(dataset_family(dataset), {}))
+    values.update(getattr(params_cls, "NETWORK_DEFAULTS", {}).get(network, {}))
     values.update({k: v for k, v in overrides.items() if k in own})
     params = params_cls(**values)
     params.validate()

@@ -102,6 +102,9 @@ class SSLModel(keras.Model):
     # Run settings (Config fields) this method's paper uses, applied when the flag is unset
     # (before the dataset's defaults), e.g. {"batch_size": 64, "unlabeled_batch_size": 448}.
     config_defaults: ClassVar[dict] = {}
+    # The same per dataset family (a key of config.DATASET_DEFAULTS), applied over
+    # ``config_defaults``, e.g. {"mnist": {"network": "mlp_wn"}}; flags still win.
+    dataset_config_defaults: ClassVar[dict] = {}
 
     def __init__(self, classifier: keras.Model, params, *, num_classes: int, total_steps: int,
                  augmentation=None, num_train_examples: int = 0, input_shape=None,

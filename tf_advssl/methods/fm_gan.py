@@ -11,17 +11,25 @@ fixed to 0, so its K logits l(x) are all that is stored, evaluated and exported:
           with -log D(x) = softplus(lse(l(x))) - lse(l(x)),  -log(1 - D(x)) = softplus(lse(l(x)))
     L_G = mean_f ( E_{D_u}[ f(x) ] - E_z[ f(G(z)) ] )^2                           "loss_feature_matching"
 
-where lse is log-sum-exp and f the discriminator's penultimate features (the
-input of its logits layer).  Each train_step makes one discriminator update
-(the run's optimizer) on labeled, unlabeled and generated batches, then one
-generator update by feature matching with fresh noise (Adam, beta_1 = 0.5).
-Generated samples get no gradient in the discriminator update, the
-discriminator none in the generator update.
+where lse is log-sum-exp and f the discriminator's penultimate features: the
+input of its logits layer, or, when that input is Gaussian noise (``mlp_wn``),
+the activations before that noise (the official MNIST code matches the output
+of the last hidden layer, ``layers[-3]``, in its noisy training mode).  Each
+train_step makes one discriminator update (the run's optimizer) on labeled,
+unlabeled and generated batches, then one generator update by feature matching
+with fresh noise (Adam, beta_1 = 0.5).  Generated samples get no gradient in the
+discriminator update, the discriminator none in the generator update.
 
-Design: the discriminator is the network chosen by --network (the paper's
-MNIST discriminator is a 1000-500-250-250-250 MLP with weight normalisation
-and Gaussian noise on every layer; here only the input noise,
---fm_gan_input_noise, is added, 0.3 on MNIST as in the paper).  Generators:
+Design: the discriminator is the network chosen by --network.  On mnist and
+fashion_mnist it defaults to ``mlp_wn`` (``dataset_config_defaults``), the
+paper's MNIST discriminator: Gaussian noise 0.3 on the input, weight-normalised
+dense layers 1000-500-250-250-250 with ReLU each followed by Gaussian noise 0.5,
+weight-normalised logits, no batch norm (see ``tf_advssl/networks.py``;
+--mlp_wn_input_noise, --mlp_wn_hidden_noise).  With another network (e.g. an
+explicit --network=mlp, batch-normalised) FM-GAN adds the input noise itself:
+--fm_gan_input_noise, 0.3 on MNIST as in the paper.  With ``mlp_wn`` that
+default is 0 (``FMGANParams.NETWORK_DEFAULTS``), so the input noise is not
+added twice; an explicit --fm_gan_input_noise still applies.  Generators:
 ``mlp`` (the paper's MNIST generator: z in U[0, 1]^100 -> 500 -> 500 with
 batch norm and softplus, weight-normalised output layer) and ``conv`` for
 images whose sides divide by 4 (DCGAN-like: dense -> (H/4, W/4, 256) ->
@@ -100,7 +108,9 @@ class FMGANParams:
     fm_gan_hidden_units: int = param(500, "Units of each hidden layer of the mlp generator.")
     fm_gan_output: str = param("linear", "Output nonlinearity of the generator: linear, sigmoid or tanh.")
     fm_gan_unlabeled_weight: float = param(0.5, "Weight w of the unsupervised GAN term of the discriminator.")
-    fm_gan_input_noise: float = param(0.0, "Std of Gaussian noise on the discriminator's inputs in training.")
+    fm_gan_input_noise: float = param(0.0, "Std of Gaussian noise FM-GAN adds to the discriminator's inputs in "
+                                           "training (0.3 on MNIST, 0 with --network=mlp_wn, whose own "
+                                           "--mlp_wn_input_noise is the paper's input noise).")
     fm_gan_learning_rate: float = param(0.003, "Adam (beta_1 0.5) learning rate of the generator.")
 
     DATASET_DEFAULTS: ClassVar[dict] = {
@@ -110,6 +120,9 @@ class FMGANParams:
         "cifar10": {"fm_gan_generator": "conv"},
         "cifar100": {"fm_gan_generator": "conv"},
     }
+    # Defaults for the run's --network, over DATASET_DEFAULTS (under the flags): mlp_wn adds
+    # the paper's input noise itself, so FM-GAN adds none.
+    NETWORK_DEFAULTS: ClassVar[dict] = {"mlp_wn": {"fm_gan_input_noise": 0.0}}
 
     def validate(self):
         require_choice(self, "fm_gan_generator", GENERATORS)
@@ -122,9 +135,21 @@ class FMGANParams:
             raise ConfigError(f"--fm_gan_learning_rate must be > 0, got {self.fm_gan_learning_rate}")
 
 
+def discriminator_features(classifier):
+    """The tensor feature matching matches: the input of the classifier's logits layer, or,
+    when that input is the output of a GaussianNoise layer, the input of that layer (the
+    official MNIST code's ``layers[-3]``: the last hidden layer's ReLU, before its noise)."""
+    last, before = classifier.layers[-1], classifier.layers[-2]
+    if isinstance(before, keras.layers.GaussianNoise) and before.output is last.input:
+        return before.input
+    return penultimate_features(classifier)
+
+
 class FMGAN(SSLModel):
     Params = FMGANParams
     loss_names = ("loss_nll", "loss_unlabeled", "loss_feature_matching")
+    # The paper's MNIST discriminator where the paper has one (an explicit --network wins).
+    dataset_config_defaults = {"mnist": {"network": "mlp_wn"}, "fashion_mnist": {"network": "mlp_wn"}}
 
     def __init__(self, classifier, params, **kwargs):
         super().__init__(classifier, params, **kwargs)
@@ -135,7 +160,8 @@ class FMGAN(SSLModel):
         self.generator = build_generator(params.fm_gan_generator, params.fm_gan_noise_dim, self.data_shape,
                                          params.fm_gan_hidden_units, params.fm_gan_output,
                                          seed=int(kwargs.get("seed", 0)) + 211)
-        self.features = keras.Model(classifier.inputs, penultimate_features(classifier), name="fm_gan_features")
+        self.features = keras.Model(classifier.inputs, discriminator_features(classifier),
+                                    name="fm_gan_features")
         self.generator_optimizer = adam(params.fm_gan_learning_rate, beta_1=0.5)
         self.generator_optimizer.build(self.generator.trainable_variables)
 

@@ -108,6 +108,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+MLP_WIDTHS = (1200, 600, 300, 150, 150)  # the VAT MNIST MLP: the mlp network's widths on MNIST
+
 # Per-dataset defaults for fields left at None.  Keys not listed fall back to
 # "default".
 DATASET_DEFAULTS = {
@@ -123,10 +125,10 @@ DATASET_DEFAULTS = {
     "moons": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8, noise=0.1,
                   train_steps=10000, zca=False, augment_translate=0, augment_flip=False,
                   learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500, steps_per_execution=50),
-    "mnist": dict(network="mlp", mlp_widths=(1200, 600, 300, 150, 150), num_labeled=100,
+    "mnist": dict(network="mlp", mlp_widths=MLP_WIDTHS, num_labeled=100,
                   train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
                   learning_rate=2e-3, dropout=0.0),
-    "fashion_mnist": dict(network="mlp", mlp_widths=(1200, 600, 300, 150, 150), num_labeled=100,
+    "fashion_mnist": dict(network="mlp", mlp_widths=MLP_WIDTHS, num_labeled=100,
                           train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
                           learning_rate=2e-3, dropout=0.0),
     "svhn_cropped": dict(network="conv_large", num_labeled=1000, train_steps=48000, zca=False,
@@ -175,7 +177,7 @@ def resolve(config: Config) -> Config:
             changes[name] = value
     resolved = config.replace(**changes)
     if resolved.mlp_widths is None:
-        resolved = resolved.replace(mlp_widths=(1200, 600, 300, 150, 150))
+        resolved = resolved.replace(mlp_widths=MLP_WIDTHS)
     if resolved.eval_every is None:
         resolved = resolved.replace(eval_every=max(1, resolved.train_steps // 10))
     if resolved.checkpoint_every is None:

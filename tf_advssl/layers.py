@@ -83,9 +83,10 @@ def recalibrate_batch_norm(models, batches) -> int:
     replacing the exponential average of the labeled batches seen during training.
     ``batches``: an iterable of input batches (model space).  Returns the number of
     batches used; models without batch norm are left untouched (0, ``batches`` unread)."""
-    models = [m for m in (models if isinstance(models, (list, tuple)) else [models])
-              if any(layer.trainable and not layer.renorm for layer in batch_norm_layers(m))]
-    layers = [layer for m in models for layer in batch_norm_layers(m) if layer.trainable and not layer.renorm]
+    per_model = [(m, [layer for layer in batch_norm_layers(m) if layer.trainable and not layer.renorm])
+                 for m in (models if isinstance(models, (list, tuple)) else [models])]
+    models = [m for m, found in per_model if found]
+    layers = [layer for _, found in per_model for layer in found]
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]

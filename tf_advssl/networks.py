@@ -86,7 +86,7 @@ from typing import Callable, Dict, Optional, Sequence
 import keras
 import numpy as np
 
-from tf_advssl.config import NETWORK_DEFAULTS, ConfigError
+from tf_advssl.config import MLP_WIDTHS, NETWORK_DEFAULTS, ConfigError
 from tf_advssl.layers import BatchNormalization, WeightNormDense
 
 VAT_LRELU_SLOPE = 0.1
@@ -160,7 +160,11 @@ def _top(h, num_classes, b, top_bn):
     return logits
 
 
-MLP_WIDTHS = (1200, 600, 300, 150, 150)  # VAT, MNIST
+def _check_widths(mlp_widths) -> tuple:
+    widths = tuple(int(w) for w in mlp_widths)
+    if not widths or any(w <= 0 for w in widths):
+        raise ConfigError(f"--mlp_widths must be positive integers, got {tuple(mlp_widths)}")
+    return widths
 
 
 def build_mlp(input_shape, num_classes, *, mlp_widths=MLP_WIDTHS,
@@ -168,9 +172,7 @@ def build_mlp(input_shape, num_classes, *, mlp_widths=MLP_WIDTHS,
     """Flatten -> [Dense -> BN -> ReLU] per width (dropout between) -> Dense logits
     (-> BN with ``top_bn``).  Without ``batch_norm`` the hidden Dense layers have biases instead."""
     b = _Builder(seed, name_prefix)
-    widths = tuple(int(w) for w in mlp_widths)
-    if not widths or any(w <= 0 for w in widths):
-        raise ConfigError(f"--mlp_widths must be positive integers, got {tuple(mlp_widths)}")
+    widths = _check_widths(mlp_widths)
     inputs = keras.Input(shape=tuple(input_shape), name=b.name("inputs"))
     h = keras.layers.Flatten(name=b.name("flatten"))(inputs)
     for i, width in enumerate(widths):
@@ -215,9 +217,7 @@ def build_mlp_wn(input_shape, num_classes, *, mlp_widths=MLP_WN_WIDTHS, input_no
     per width -> WeightNormDense logits (float32, learned scale).  Noise layers with std 0 are
     left out; every noise layer has its own seed derived from ``seed``."""
     b = _Builder(seed, name_prefix)
-    widths = tuple(int(w) for w in mlp_widths)
-    if not widths or any(w <= 0 for w in widths):
-        raise ConfigError(f"--mlp_widths must be positive integers, got {tuple(mlp_widths)}")
+    widths = _check_widths(mlp_widths)
     input_noise = _check_noise(input_noise, "mlp_wn_input_noise")
     hidden_noise = _check_noise(hidden_noise, "mlp_wn_hidden_noise")
 
@@ -349,6 +349,19 @@ NETWORKS: Dict[str, Callable[..., keras.Model]] = {
 }
 
 
+def check_network_options(name: str, *, top_bn: bool = False, mlp_wn_input_noise: Optional[float] = None,
+                          mlp_wn_hidden_noise: Optional[float] = None) -> None:
+    """Raise ConfigError, naming the flag, for network options ``name`` does not take or bad
+    values (None: not given).  ``training.validate`` calls it before any work starts."""
+    if top_bn and name not in TOP_BN_NETWORKS:
+        raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {name}")
+    for flag, value in (("mlp_wn_input_noise", mlp_wn_input_noise), ("mlp_wn_hidden_noise", mlp_wn_hidden_noise)):
+        if value is not None:
+            if name != "mlp_wn":
+                raise ConfigError(f"--{flag} applies to --network=mlp_wn, not {name}")
+            _check_noise(value, flag)
+
+
 def build_network(name: str, input_shape: tuple, num_classes: int, *,
                   mlp_widths: Optional[Sequence[int]] = None,
                   dropout: float = 0.5, seed: int = 0,
@@ -378,10 +391,10 @@ def build_network(name: str, input_shape: tuple, num_classes: int, *,
     if num_classes < 1:
         raise ConfigError(f"number of classes must be positive, got {num_classes}")
     dropout = _check_dropout(dropout)
+    check_network_options(name, top_bn=top_bn, mlp_wn_input_noise=mlp_wn_input_noise,
+                          mlp_wn_hidden_noise=mlp_wn_hidden_noise)
     kwargs = dict(dropout=dropout, seed=int(seed), name_prefix=name_prefix)
     if top_bn:
-        if name not in TOP_BN_NETWORKS:
-            raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {name}")
         kwargs["top_bn"] = True
     if name in ("mlp", "mlp_wn") and mlp_widths is not None:
         kwargs["mlp_widths"] = mlp_widths
@@ -390,6 +403,4 @@ def build_network(name: str, input_shape: tuple, num_classes: int, *,
     if name == "mlp_wn":
         kwargs["input_noise"] = MLP_WN_INPUT_NOISE if mlp_wn_input_noise is None else mlp_wn_input_noise
         kwargs["hidden_noise"] = MLP_WN_HIDDEN_NOISE if mlp_wn_hidden_noise is None else mlp_wn_hidden_noise
-    elif mlp_wn_input_noise is not None or mlp_wn_hidden_noise is not None:
-        raise ConfigError(f"--mlp_wn_input_noise / --mlp_wn_hidden_noise apply to --network=mlp_wn, not {name}")
     return NETWORKS[name](input_shape, num_classes, **kwargs)

@@ -34,7 +34,7 @@ from tf_advssl import config as config_lib
 from tf_advssl import data as data_lib
 from tf_advssl import distribution, layers, methods
 from tf_advssl.config import Config, ConfigError
-from tf_advssl.networks import TOP_BN_NETWORKS, build_network
+from tf_advssl.networks import build_network, check_network_options
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("vat_linear", "constant", "cosine", "exponential")
@@ -79,14 +79,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
     if not 0.0 <= config.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
-    if config.top_bn and config.network not in TOP_BN_NETWORKS:
-        raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {config.network}")
-    for name in ("mlp_wn_input_noise", "mlp_wn_hidden_noise"):
-        value = getattr(config, name)
-        if value is not None and config.network != "mlp_wn":
-            raise ConfigError(f"--{name} applies to --network=mlp_wn, not {config.network}")
-        if value is not None and not value >= 0:
-            raise ConfigError(f"--{name} must be >= 0, got {value}")
+    check_network_options(config.network, top_bn=config.top_bn, mlp_wn_input_noise=config.mlp_wn_input_noise,
+                          mlp_wn_hidden_noise=config.mlp_wn_hidden_noise)
     if config.bn_recalibration_examples < 1:
         raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
     if not 0.0 < config.lr_decay_rate <= 1.0:

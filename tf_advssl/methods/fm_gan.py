@@ -149,9 +149,8 @@ def discriminator_features(classifier):
 class FMGAN(SSLModel):
     Params = FMGANParams
     loss_names = ("loss_nll", "loss_unlabeled", "loss_feature_matching")
-    # The paper's MNIST discriminator where the paper has one (an explicit --network wins).
     # The paper's MNIST run: its discriminator, Adam 3e-3, 100 labeled and 100 unlabeled examples
-    # per step (Adam's beta_1 = 0.5 there is --momentum=0.5; the run default stays 0.9).
+    # per step; explicit flags win (Adam's beta_1 = 0.5 there is --momentum=0.5, not a default).
     _PAPER_MNIST = {"network": "mlp_wn", "learning_rate": 3e-3, "batch_size": 100, "unlabeled_batch_size": 100}
     dataset_config_defaults = {"mnist": _PAPER_MNIST, "fashion_mnist": _PAPER_MNIST}
 

@@ -194,3 +194,16 @@ def test_run_defaults_come_from_flags_then_method_then_dataset():
     assert (mixmatch.batch_size, mixmatch.unlabeled_batch_size) == (64, 64)
     explicit = resolve(Config(method="fixmatch", dataset="cifar10", unlabeled_batch_size=100))
     assert (explicit.batch_size, explicit.unlabeled_batch_size) == (64, 100)
+
+
+@pytest.mark.parametrize("method", ["pi_model", "temporal_ensembling", "mean_teacher", "ict", "advmixup",
+                                    "mixmatch"])
+def test_consistency_methods_translate_mnist_like_sets_by_default(method):
+    """Their papers train with 2-pixel translations; MNIST's own default (VAT's) has none."""
+    from tf_advssl.config import Config, resolve
+    for dataset in ("mnist", "fashion_mnist"):
+        assert resolve(Config(method=method, dataset=dataset)).augment_translate == 2
+        assert resolve(Config(method=method, dataset=dataset, augment_translate=0)).augment_translate == 0
+    assert resolve(Config(method=method, dataset="two_circles")).augment_translate == 0
+    assert resolve(Config(method="vat", dataset="mnist")).augment_translate == 0
+    assert resolve(Config(method="pseudo_label", dataset="mnist")).augment_translate == 0

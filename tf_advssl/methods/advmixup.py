@@ -53,7 +53,7 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import (SSLModel, joint_batch_param, param, require_choice, require_nonnegative,
+from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_choice, require_nonnegative,
                                     sigmoid_rampup)
 from tf_advssl.methods.vat import VATParams
 
@@ -116,6 +116,7 @@ class AdvMixup(SSLModel):
     Params = AdvMixupParams
     loss_names = ("loss_nll", "loss_mixup")
     needs_teacher = True
+    dataset_config_defaults = TRANSLATE_ON_MNIST
 
     # ----- random draws (methods, so tests can fix them) ----------------------------
     def mixup_lambda(self):

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
 from tf_advssl.methods.pi_model import (PiModel, SYNTHETIC_NOISE, consistency_squared_error,
                                         input_noise_param, rampup_steps)
 
@@ -56,6 +56,7 @@ class MeanTeacher(SSLModel):
     loss_names = ("loss_nll", "loss_consistency")
     augment_inputs = False
     needs_teacher = True
+    dataset_config_defaults = TRANSLATE_ON_MNIST
     stochastic_view = PiModel.stochastic_view
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):

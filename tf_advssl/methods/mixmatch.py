@@ -32,7 +32,7 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative
+from tf_advssl.methods.base import TRANSLATE_ON_MNIST, SSLModel, param, require_nonnegative
 from tf_advssl.methods.pseudo_label import linear_rampup
 
 
@@ -81,6 +81,7 @@ class MixMatch(SSLModel):
     loss_names = ("loss_nll", "loss_consistency")
     augment_inputs = False
     config_defaults = {"batch_size": 64, "unlabeled_batch_size": 64}  # Berthelot et al.: B = 64
+    dataset_config_defaults = TRANSLATE_ON_MNIST
 
     def guess_labels(self, unlabeled_views):
         """Sharpened mean prediction over the K views; a constant (no gradient)."""

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
 from tf_advssl.methods.pi_model import PiModel, SYNTHETIC_NOISE, input_noise_param, rampup_steps
 
 @dataclasses.dataclass
@@ -60,6 +60,7 @@ class TemporalEnsembling(SSLModel):
     Params = TemporalEnsemblingParams
     loss_names = ("loss_nll", "loss_consistency")
     augment_inputs = False
+    dataset_config_defaults = TRANSLATE_ON_MNIST
     stochastic_view = PiModel.stochastic_view
 
     def __init__(self, classifier, params, **kwargs):

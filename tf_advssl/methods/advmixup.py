@@ -53,8 +53,8 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_choice, require_nonnegative,
-                                    sigmoid_rampup)
+from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_choice,
+                                    require_nonnegative, sigmoid_rampup)
 from tf_advssl.methods.vat import VATParams
 
 MIXUP_PAIRS = ("real_adv", "real_real", "adv_adv")

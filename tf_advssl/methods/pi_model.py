@@ -31,7 +31,8 @@ import tensorflow as tf
 
 from tf_advssl import losses
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative,
+                                    sigmoid_rampup)
 
 SYNTHETIC_NOISE = {"two_circles": {"input_noise": 0.05}, "moons": {"input_noise": 0.05}}
 

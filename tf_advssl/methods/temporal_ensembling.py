@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative, sigmoid_rampup
+from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative,
+                                    sigmoid_rampup)
 from tf_advssl.methods.pi_model import PiModel, SYNTHETIC_NOISE, input_noise_param, rampup_steps
 
 @dataclasses.dataclass

@@ -71,26 +71,31 @@ def batch(rng, dim=4, num_classes=3):
     return (x_l, y_l), (x_u, idx_u)
 
 
-def divergence(method, weights, bias, x, y, z, weights_target, bias_target):
-    """The batch divergence at mask z; the clean target uses the *_target weights (held fixed)."""
+def divergence(method, weights, bias, x, y, z, weights_target, bias_target, reverse=False):
+    """The batch divergence at mask z; the clean target uses the *_target weights (held fixed).
+    ``reverse``: KL(p(x * z) || p(x)) instead of KL(p(x) || p(x * z))."""
     logits = (x * z) @ weights + bias
     if method == "xat":
         p = softmax(logits)
         return float(np.mean(-np.log(p[np.arange(len(y)), y])))
     p = softmax(x @ weights_target + bias_target)
     q = softmax(logits)
+    if reverse:
+        p, q = q, p
     return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)))
 
 
-@pytest.mark.parametrize("method,mode", [("xvat", "inductive"), ("xvat", "transductive"),
-                                         ("xat", "inductive"), ("xat", "transductive")])
-def test_one_step_moves_log_alpha_up_and_theta_down_the_divergence(method, mode):
+@pytest.mark.parametrize("method,mode,kl", [("xvat", "inductive", "kl"), ("xvat", "transductive", "kl"),
+                                            ("xvat", "inductive", "reverse_kl"),
+                                            ("xvat", "transductive", "reverse_kl"),
+                                            ("xat", "inductive", "kl"), ("xat", "transductive", "kl")])
+def test_one_step_moves_log_alpha_up_and_theta_down_the_divergence(method, mode, kl):
     rng = np.random.RandomState(0)
     weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
     data = batch(rng)
     (x_l, y_l), (x_u, idx_u) = data
     model = make(method, {"x_mode": mode, "l0_lambda": 0.0, "log_alpha_table_learning_rate": 0.2,
-                          "log_alpha_init": 1.0}, weights, bias)
+                          "log_alpha_init": 1.0, "x_divergence": kl}, weights, bias)
     model.loss_weights = lambda: {"loss_nll": 0.0, "loss_x": 1.0, "loss_l0": 0.0}  # the divergence alone
     x = x_l if method == "xat" else x_u
     rows = model.table_rows(tf.constant(x_l), tf.constant(idx_u))
@@ -103,26 +108,30 @@ def test_one_step_moves_log_alpha_up_and_theta_down_the_divergence(method, mode)
     generator = keras.random.SeedGenerator(0)
     generator.state.assign(seed_state)
     u = np.clip(keras.random.uniform(alpha_before.shape, seed=generator).numpy(), 1e-7, 1 - 1e-7)
-    at = lambda w, b, log_alpha: divergence(method, w, b, x, y_l, numpy_mask(log_alpha, u), weights, bias)  # noqa
+    at = lambda w, b, log_alpha: divergence(method, w, b, x, y_l, numpy_mask(log_alpha, u), weights, bias,  # noqa
+                                            reverse=kl == "reverse_kl")
     before = at(weights, bias, alpha_before)
     assert np.abs(alpha_after - alpha_before).max() > 0
     assert at(weights, bias, alpha_after) > before  # log alpha ascends the divergence
     assert at(new_w, new_b, alpha_before) < before  # theta descends it
 
 
-@pytest.mark.parametrize("center", [0.0, 0.5, -1.0])
-def test_mask_pulls_inputs_to_x_center(center):
+@pytest.mark.parametrize("center,kl", [(0.0, "kl"), (0.5, "kl"), (-1.0, "kl"), (0.5, "reverse_kl")])
+def test_mask_pulls_inputs_to_x_center(center, kl):
     """A mask that is exactly 0 (log alpha -100) replaces every input by ``center``; one
-    that is exactly 1 (log alpha +100) leaves it: KL(p(x) || p(center)) and 0 by hand."""
+    that is exactly 1 (log alpha +100) leaves it: KL(p(x) || p(center)) (reverse_kl:
+    KL(p(center) || p(x))) and 0 by hand."""
     rng = np.random.RandomState(4)
     weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
     (x_l, y_l), (x_u, idx_u) = batch(rng)
     p = softmax(x_u @ weights + bias)
-    q = softmax(np.full((1, 4), center) @ weights + bias)
+    q = np.broadcast_to(softmax(np.full((1, 4), center) @ weights + bias), p.shape)
+    if kl == "reverse_kl":
+        p, q = q, p
     expected = {-100.0: np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)), 100.0: 0.0}
     for init, value in expected.items():
-        model = make("xvat", {"x_mode": "transductive", "x_center": center, "log_alpha_init": init},
-                     weights, bias)
+        model = make("xvat", {"x_mode": "transductive", "x_center": center, "log_alpha_init": init,
+                              "x_divergence": kl}, weights, bias)
         loss_x = model.compute_losses(x_l, y_l, x_u, model.table_rows(x_l, idx_u))["loss_x"]
         assert float(loss_x) == pytest.approx(value, rel=1e-5, abs=1e-6)
     np.testing.assert_allclose(perturbations.apply_mask(x_u, np.zeros_like(x_u), center).numpy(),
@@ -172,6 +181,19 @@ def test_xat_transductive_rows_follow_example_content():
     np.testing.assert_array_equal(changed, np.unique(rows))
 
 
+def test_transductive_table_starts_normal_around_log_alpha_init():
+    """--log_alpha_init_std draws the table N(init, std^2), as the reference code's N(0, 1)."""
+    rng = np.random.RandomState(5)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    model = make("xvat", {"x_mode": "transductive", "log_alpha_init": 0.5, "log_alpha_init_std": 2.0},
+                 weights, bias, num_train_examples=2000)
+    table = model.log_alpha_table.numpy()
+    assert table.mean() == pytest.approx(0.5, abs=0.1)  # 8000 draws: standard error 0.02
+    assert table.std() == pytest.approx(2.0, rel=0.05)
+    constant = make("xvat", {"x_mode": "transductive", "log_alpha_init": 0.5}, weights, bias)
+    np.testing.assert_array_equal(constant.log_alpha_table.numpy(), 0.5)
+
+
 def test_extra_optimizer_is_built_for_checkpoints():
     rng = np.random.RandomState(4)
     weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
@@ -186,3 +208,9 @@ def test_bad_parameters_are_config_errors():
         make_params("xvat", "mnist", {"x_mode": "both"})
     with pytest.raises(ConfigError, match="--hard_concrete_gamma must be < 0"):
         make_params("xat", "mnist", {"hard_concrete_gamma": 0.1})
+    with pytest.raises(ConfigError, match="--x_divergence must be one of kl, reverse_kl"):
+        make_params("xvat", "mnist", {"x_divergence": "js"})
+    with pytest.raises(ConfigError, match="--log_alpha_init_std must be >= 0"):
+        make_params("xvat", "mnist", {"x_mode": "transductive", "log_alpha_init_std": -1.0})
+    with pytest.raises(ConfigError, match="--log_alpha_init_std applies to --x_mode=transductive only"):
+        make_params("xvat", "mnist", {"log_alpha_init_std": 1.0})

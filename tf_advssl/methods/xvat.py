@@ -14,6 +14,8 @@ worse on our MNIST-100 MLP, so the default stays 0):
     xAT  (--method=xat):  D = CE(y, p(.|x * z))                  on labeled data (true label)
     xVAT (--method=xvat): D = KL(p(.|x) || p(.|x * z))           on the unlabeled stream, which
                           is the whole training set (D_l u D_u); p(.|x) held fixed
+                          (--x_divergence=reverse_kl: D = KL(p(.|x * z) || p(.|x)), the
+                          reference code's MNIST/CIFAR scripts, kl=1)
 
     classifier:  min_theta      L_nll + x_weight * D
     log_alpha:   max_log_alpha  x_weight * D + l0_lambda * mean_j sigmoid(log_alpha_j - beta log(-gamma/zeta))  (eq. 12)
@@ -71,6 +73,7 @@ from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative
 
 X_MODES = ("inductive", "transductive")
+X_DIVERGENCES = ("kl", "reverse_kl")
 
 
 @dataclasses.dataclass
@@ -86,7 +89,11 @@ class XParams:
     x_center: float = param(0.0, "Value a zero mask entry moves an input to: x_adv = c + (x - c) * z "
                                  "(0: the paper's x * z; 0.5 on [0, 1] pixels is the reference code's "
                                  "x * z on MNIST centred to [-0.5, 0.5], where masks can also fill background).")
+    x_divergence: str = param("kl", "xVAT's divergence: kl = KL(p(x) || p(x * z)) as VAT, reverse_kl = "
+                                    "KL(p(x * z) || p(x)) as the reference code's kl=1; p(x) held fixed.")
     log_alpha_init: float = param(0.0, "Initial log alpha (table entries; output bias of the inductive network).")
+    log_alpha_init_std: float = param(0.0, "Standard deviation of the transductive table's initial entries, "
+                                           "drawn around --log_alpha_init (the reference code: 1, around 0).")
     log_alpha_learning_rate: float = param(1e-3, "Adam learning rate of the inductive log-alpha network.")
     log_alpha_table_learning_rate: float = param(
         1.0, "SGD learning rate of the transductive log-alpha rows (per-example gradient).")
@@ -97,7 +104,11 @@ class XParams:
 
     def validate(self):
         require_choice(self, "x_mode", X_MODES)
-        require_nonnegative(self, "x_weight", "l0_lambda")
+        require_choice(self, "x_divergence", X_DIVERGENCES)
+        require_nonnegative(self, "x_weight", "l0_lambda", "log_alpha_init_std")
+        if self.log_alpha_init_std > 0 and self.x_mode != "transductive":
+            raise ConfigError("--log_alpha_init_std applies to --x_mode=transductive only (the table); "
+                              f"got x_mode={self.x_mode}")
         if self.hard_concrete_beta <= 0:
             raise ConfigError(f"--hard_concrete_beta must be > 0, got {self.hard_concrete_beta}")
         if self.hard_concrete_gamma >= 0:
@@ -161,9 +172,14 @@ class XVAT(SSLModel):
         if self.transductive:
             if self.num_train_examples <= 0:
                 raise ValueError("--x_mode=transductive needs num_train_examples > 0")
+            if params.log_alpha_init_std > 0:
+                initializer = keras.initializers.RandomNormal(
+                    params.log_alpha_init, params.log_alpha_init_std, seed=int(kwargs.get("seed", 0)) + 7)
+            else:
+                initializer = keras.initializers.Constant(params.log_alpha_init)
             self.log_alpha_table = self.add_weight(
                 shape=(self.num_train_examples,) + self.mask_shape, dtype="float32",
-                initializer=keras.initializers.Constant(params.log_alpha_init), name="log_alpha_table")
+                initializer=initializer, name="log_alpha_table")
             self.log_alpha_optimizer = keras.optimizers.SGD(params.log_alpha_table_learning_rate)
             self.hash_weights = np.random.RandomState(0).randint(
                 1, 2 ** 16, size=int(np.prod(self.data_shape))).astype(np.int64)
@@ -203,7 +219,10 @@ class XVAT(SSLModel):
                 divergence = losses.cross_entropy(y_labeled, logits_masked)
             else:
                 logits_clean = tf.stop_gradient(self.logits(x))
-                divergence = losses.kl_divergence(logits_clean, logits_masked)
+                if self.params.x_divergence == "reverse_kl":
+                    divergence = losses.kl_divergence(logits_masked, logits_clean)
+                else:
+                    divergence = losses.kl_divergence(logits_clean, logits_masked)
         nonzero = perturbations.hard_concrete_nonzero_probability(log_alpha, **self.hard_concrete())
         return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
                 "loss_x": tf.reduce_mean(divergence),

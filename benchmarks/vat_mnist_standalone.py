@@ -5,7 +5,11 @@ logits, batches 100 labeled / 250 unlabeled, Adam 2e-3 x0.9 every 500 steps, xi 
 eps = 0.3, one power iteration, batch statistics of the perturbed passes not stored).
 
 Plain tf.Variables and hand-written batch norm, so that nothing is shared with the
-library but TensorFlow and the tfds MNIST files.  Prints the test error (moving
+library but TensorFlow and the tfds MNIST files.  Options reproduce the PyTorch port of
+that script (sndnyang/vat_pytorch, pytorch_vat_mnist_semi.py): --no_affine (batch norm
+without scale and shift), --no_top_bn (plain logits layer with a bias), --center=0.5
+(inputs x - 0.5), --bn_eps=1e-5, --lr_decay=0.95, --no_bn_finetune (test with the moving
+statistics of the labeled batches, no re-estimation).  Prints the test error (moving
 statistics) every --eval_every steps and, at the end, after re-estimating the batch-norm
 statistics on unlabeled data (the official "finetune batch stat").
 
@@ -33,19 +37,23 @@ def load(data_dir, num_labeled, seed):
 
 
 class MLP:
-    """784-1200-1200-10, batch norm (learned scale and shift) after every linear layer."""
+    """784-1200-1200-10, batch norm after every linear layer (``top_bn``: also after the
+    logits layer; otherwise that layer has a bias and no batch norm); ``affine``: the batch
+    norms learn a scale and shift."""
 
-    def __init__(self, widths, seed, momentum, bn_eps):
+    def __init__(self, widths, seed, momentum, bn_eps, affine=True, top_bn=True):
         init = tf.keras.initializers.GlorotUniform(seed=seed)
-        self.momentum, self.bn_eps = momentum, bn_eps
+        self.momentum, self.bn_eps, self.top_bn = momentum, bn_eps, top_bn
         self.w, self.gamma, self.beta, self.mean, self.var = [], [], [], [], []
         for i, (m, n) in enumerate(zip(widths[:-1], widths[1:])):
             self.w.append(tf.Variable(init((m, n)), name=f"w{i}"))
-            self.gamma.append(tf.Variable(tf.ones(n), name=f"gamma{i}"))
-            self.beta.append(tf.Variable(tf.zeros(n), name=f"beta{i}"))
+            self.gamma.append(tf.Variable(tf.ones(n), name=f"gamma{i}", trainable=affine))
+            self.beta.append(tf.Variable(tf.zeros(n), name=f"beta{i}", trainable=affine))
             self.mean.append(tf.Variable(tf.zeros(n), trainable=False))
             self.var.append(tf.Variable(tf.ones(n), trainable=False))
-        self.trainable = self.w + self.gamma + self.beta
+        self.trainable = self.w + (self.gamma + self.beta if affine else [])
+        if not top_bn:  # the last layer's shift acts as the logits' bias
+            self.trainable.append(self.beta[-1])
 
     def __call__(self, x, mode):
         """mode: 'train' (batch statistics, stored), 'no_update' (batch statistics, not
@@ -53,6 +61,8 @@ class MLP:
         h = x
         for i, w in enumerate(self.w):
             h = h @ w
+            if i == len(self.w) - 1 and not self.top_bn:
+                return h + self.beta[i]
             if mode == "test":
                 mean, var = self.mean[i], self.var[i]
             else:
@@ -90,13 +100,20 @@ def main():
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--bn_momentum", type=float, default=0.9)
     parser.add_argument("--bn_eps", type=float, default=1e-6)
+    parser.add_argument("--lr_decay", type=float, default=0.9)
+    parser.add_argument("--center", type=float, default=0.0)
+    parser.add_argument("--no_affine", action="store_true")
+    parser.add_argument("--no_top_bn", action="store_true")
+    parser.add_argument("--no_bn_finetune", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
     tf.random.set_seed(args.seed)
-    x_l, y_l, x_u, x_test, y_test = load(args.data_dir, 100, args.seed)
-    model = MLP([784] + [int(w) for w in args.widths.split(",")] + [10], args.seed, args.bn_momentum, args.bn_eps)
-    schedule = tf.keras.optimizers.schedules.ExponentialDecay(args.lr, 500, 0.9, staircase=True)
+    x_l, y_l, x_u, x_test, y_test = (a - args.center if a.dtype == np.float32 else a
+                                     for a in load(args.data_dir, 100, args.seed))
+    model = MLP([784] + [int(w) for w in args.widths.split(",")] + [10], args.seed, args.bn_momentum, args.bn_eps,
+                affine=not args.no_affine, top_bn=not args.no_top_bn)
+    schedule = tf.keras.optimizers.schedules.ExponentialDecay(args.lr, 500, args.lr_decay, staircase=True)
     optimizer = tf.keras.optimizers.Adam(schedule)
     rng = np.random.RandomState(args.seed)
 
@@ -130,12 +147,14 @@ def main():
         if step % args.eval_every == 0 or step == args.steps:
             print(f"step {step}: test error {test_error():.2f} %  nll {float(nll):.4f}  lds {float(lds):.4f}  "
                   f"{step / (time.time() - start):.1f} steps/s", flush=True)
+    if args.no_bn_finetune:
+        return
     # the official "finetune batch stat": the stored statistics become the average batch statistics
     # of unlabeled batches
     collected = []
     for i in range(0, 10000, args.unlabeled_batch_size):
         model(x_u[perm[i:i + args.unlabeled_batch_size]], collected)
-    layers = len(model.w)
+    layers = len(model.w) - (0 if model.top_bn else 1)  # the layers with batch norm
     for i in range(layers):
         model.mean[i].assign(tf.reduce_mean([m for m, _ in collected[i::layers]], 0))
         model.var[i].assign(tf.reduce_mean([v for _, v in collected[i::layers]], 0))

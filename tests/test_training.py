@@ -152,7 +152,7 @@ def test_resolved_default_batch_sizes_are_positive():
     ("exponential", {0: 1e-3, 99: 1e-3, 100: 0.9e-3, 250: 0.81e-3, 1000: 1e-3 * 0.9 ** 10}),
 ])
 def test_learning_rate_schedules(schedule, expected):
-    config = Config(lr_schedule=schedule, learning_rate=1e-3, train_steps=1000, lr_decay_steps=100)
+    config = Config(lr_schedule=schedule, learning_rate=1e-3, train_steps=1000, lr_decay_steps=100, lr_decay_rate=0.9)
     optimizer = training.build_optimizer(config)
     for step, lr in expected.items():
         assert float(optimizer._learning_rate(step)) == pytest.approx(lr, rel=1e-5, abs=1e-12), step

@@ -194,6 +194,37 @@ def test_transductive_table_starts_normal_around_log_alpha_init():
     np.testing.assert_array_equal(constant.log_alpha_table.numpy(), 0.5)
 
 
+def test_inductive_network_output_bias_starts_normal_around_log_alpha_init():
+    """Vectors: one bias per mask entry, drawn N(init, std^2); images: the single output
+    channel's bias is one such draw."""
+    from tf_advssl.methods.xvat import build_log_alpha_network
+    bias = build_log_alpha_network((784,), -1.0, seed=3, init_std=1.5).layers[-2].bias.numpy()
+    assert bias.size == 784
+    assert bias.mean() == pytest.approx(-1.0, abs=0.2)  # 784 draws: standard error 0.05
+    assert bias.std() == pytest.approx(1.5, rel=0.1)
+    np.testing.assert_array_equal(build_log_alpha_network((784,), -1.0, seed=3).layers[-2].bias.numpy(), -1.0)
+    image_bias = build_log_alpha_network((28, 28, 1), -1.0, seed=3, init_std=1.5).layers[-1].bias.numpy()
+    assert image_bias.shape == (1,) and image_bias[0] != -1.0
+
+
+def test_xvat_mnist_defaults_are_the_reference_transductive_run():
+    """xVAT on MNIST defaults to sndnyang/xvat's transductive MNIST script; flags win; xAT and
+    other datasets keep the paper's defaults."""
+    from tf_advssl.config import Config, resolve
+    params = make_params("xvat", "mnist", {})
+    assert (params.x_mode, params.x_center, params.x_divergence) == ("transductive", 0.5, "reverse_kl")
+    assert (params.log_alpha_init_std, params.log_alpha_table_learning_rate) == (1.0, 1e-3)
+    config = resolve(Config(method="xvat", dataset="mnist"))
+    assert (tuple(config.mlp_widths), config.batch_size, config.unlabeled_batch_size) == ((1200, 1200), 100, 250)
+    assert (config.learning_rate, config.lr_schedule, config.lr_decay_rate) == (1e-3, "exponential", 0.95)
+    assert make_params("xvat", "mnist", {"x_mode": "inductive"}).x_mode == "inductive"
+    assert resolve(Config(method="xvat", dataset="mnist", batch_size=32)).batch_size == 32
+    for method, dataset in (("xat", "mnist"), ("xvat", "two_circles"), ("xvat", "cifar10")):
+        params = make_params(method, dataset, {})
+        assert (params.x_mode, params.x_center, params.x_divergence) == ("inductive", 0.0, "kl"), (method, dataset)
+        assert resolve(Config(method=method, dataset=dataset)).lr_schedule == "vat_linear"
+
+
 def test_extra_optimizer_is_built_for_checkpoints():
     rng = np.random.RandomState(4)
     weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
@@ -212,5 +243,4 @@ def test_bad_parameters_are_config_errors():
         make_params("xvat", "mnist", {"x_divergence": "js"})
     with pytest.raises(ConfigError, match="--log_alpha_init_std must be >= 0"):
         make_params("xvat", "mnist", {"x_mode": "transductive", "log_alpha_init_std": -1.0})
-    with pytest.raises(ConfigError, match="--log_alpha_init_std applies to --x_mode=transductive only"):
-        make_params("xvat", "mnist", {"log_alpha_init_std": 1.0})
+

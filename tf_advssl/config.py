@@ -57,9 +57,9 @@ class Config:
     learning_rate: Optional[float] = None
     weight_decay: float = 0.0
     momentum: float = 0.9                 # SGD momentum / Adam beta_1
-    lr_schedule: str = "vat_linear"
+    lr_schedule: Optional[str] = None     # default vat_linear (a method's own, e.g. xVAT's exponential on MNIST)
     lr_decay_start: float = 2.0 / 3.0     # fraction of training after which lr decays linearly to 0
-    lr_decay_rate: float = 0.9            # exponential: lr * rate ** floor(step / lr_decay_steps)
+    lr_decay_rate: Optional[float] = None  # exponential: lr * rate ** floor(step / lr_decay_steps); default 0.9
     lr_decay_steps: int = 500             # exponential: steps per decay (an "epoch" of official VAT MNIST)
     eval_ema: bool = False
     bn_recalibration: bool = True         # re-estimate BN statistics on the training inputs after training
@@ -116,7 +116,7 @@ DATASET_DEFAULTS = {
     "default": dict(network="conv_small", mlp_batch_norm=True, num_labeled=1000, train_steps=20000, zca=False,
                     batch_size=32, unlabeled_batch_size=128,
                     augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5,
-                    steps_per_execution=1),
+                    steps_per_execution=1, lr_schedule="vat_linear", lr_decay_rate=0.9),
     # Synthetic 2-D sets: full-batch unlabeled steps (1500 = num_train_synthetic); VAT's
     # label propagation along the rings needs the whole set in each step (docs/RESULTS.md).
     "two_circles": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8,

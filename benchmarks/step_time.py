@@ -38,8 +38,11 @@ def make_model(row, setup, jit, labeled, unlabeled):
 
     method, method_params = parse_row(row)
     network, shape, classes, _, _, dataset = SETUPS[setup]
+    # The same network for every method: the dataset's MLP widths, not a method's own MNIST
+    # default (xVAT's 1200-1200); the batches are set below.
+    widths = resolve(Config(method="supervised", dataset=dataset, network=network)).mlp_widths
     config = resolve(Config(method=method, dataset=dataset, network=network, train_steps=1000,
-                            jit_compile=jit, augment_translate=0, augment_flip=False,
+                            jit_compile=jit, augment_translate=0, augment_flip=False, mlp_widths=widths,
                             method_params=method_params))
     config = training.validate(config)
     spec = DataSpec(dataset, shape, classes, "float32", None, len(shape) == 3)

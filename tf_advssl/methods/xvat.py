@@ -136,14 +136,20 @@ def mask_shape(data_shape) -> tuple:
     return data_shape[:-1] + (1,) if len(data_shape) == 3 else data_shape
 
 
+def log_alpha_initializer(init: float, init_std: float, seed: int):
+    """Initial log alpha: ``init`` everywhere, or N(init, init_std^2) draws when ``init_std`` > 0."""
+    if init_std > 0:
+        return keras.initializers.RandomNormal(init, init_std, seed=seed)
+    return keras.initializers.Constant(init)
+
+
 def build_log_alpha_network(data_shape, init: float, seed: int = 0, init_std: float = 0.0) -> keras.Model:
     """The inductive map x -> log alpha (float32): conv 3x3 4 + ReLU, conv 3x3 1
     for images; Dense 100 + ReLU, Dense for vectors. The output bias starts at ``init``
     (drawn N(init, init_std^2) per entry when ``init_std`` > 0)."""
     data_shape = tuple(int(d) for d in data_shape)
     out_shape = mask_shape(data_shape)
-    bias = (keras.initializers.RandomNormal(init, init_std, seed=seed + 2) if init_std > 0
-            else keras.initializers.Constant(init))
+    bias = log_alpha_initializer(init, init_std, seed + 2)
     inputs = keras.Input(data_shape)
     if len(data_shape) == 3:
         h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", dtype="float32",
@@ -188,14 +194,11 @@ class XVAT(SSLModel):
         if self.transductive:
             if self.num_train_examples <= 0:
                 raise ValueError("--x_mode=transductive needs num_train_examples > 0")
-            if params.log_alpha_init_std > 0:
-                initializer = keras.initializers.RandomNormal(
-                    params.log_alpha_init, params.log_alpha_init_std, seed=int(kwargs.get("seed", 0)) + 7)
-            else:
-                initializer = keras.initializers.Constant(params.log_alpha_init)
             self.log_alpha_table = self.add_weight(
                 shape=(self.num_train_examples,) + self.mask_shape, dtype="float32",
-                initializer=initializer, name="log_alpha_table")
+                initializer=log_alpha_initializer(params.log_alpha_init, params.log_alpha_init_std,
+                                                  int(kwargs.get("seed", 0)) + 7),
+                name="log_alpha_table")
             self.log_alpha_optimizer = keras.optimizers.SGD(params.log_alpha_table_learning_rate)
             self.hash_weights = np.random.RandomState(0).randint(
                 1, 2 ** 16, size=int(np.prod(self.data_shape))).astype(np.int64)

@@ -23,11 +23,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 
-def load(data_dir, num_labeled, seed):
+def load(data_dir, num_labeled, seed, center=0.0):
+    """Pixels in [0, 1] minus ``center``; labels int64."""
     def arrays(split):
         ds = tfds.as_numpy(tfds.load("mnist", split=split, data_dir=data_dir, batch_size=-1,
                                      as_supervised=True, download=False))
-        return ds[0].reshape(len(ds[0]), -1).astype(np.float32) / 255.0, ds[1].astype(np.int64)
+        return ds[0].reshape(len(ds[0]), -1).astype(np.float32) / 255.0 - center, ds[1].astype(np.int64)
     x_train, y_train = arrays("train")
     x_test, y_test = arrays("test")
     rng = np.random.RandomState(seed)
@@ -51,7 +52,9 @@ class MLP:
             self.beta.append(tf.Variable(tf.zeros(n), name=f"beta{i}", trainable=affine))
             self.mean.append(tf.Variable(tf.zeros(n), trainable=False))
             self.var.append(tf.Variable(tf.ones(n), trainable=False))
-        self.trainable = self.w + (self.gamma + self.beta if affine else [])
+        self.normalized = len(self.w) if top_bn else len(self.w) - 1  # layers followed by batch norm
+        n = self.normalized
+        self.trainable = self.w + (self.gamma[:n] + self.beta[:n] if affine else [])
         if not top_bn:  # the last layer's shift acts as the logits' bias
             self.trainable.append(self.beta[-1])
 
@@ -109,8 +112,7 @@ def main():
     args = parser.parse_args()
 
     tf.random.set_seed(args.seed)
-    x_l, y_l, x_u, x_test, y_test = (a - args.center if a.dtype == np.float32 else a
-                                     for a in load(args.data_dir, 100, args.seed))
+    x_l, y_l, x_u, x_test, y_test = load(args.data_dir, 100, args.seed, args.center)
     model = MLP([784] + [int(w) for w in args.widths.split(",")] + [10], args.seed, args.bn_momentum, args.bn_eps,
                 affine=not args.no_affine, top_bn=not args.no_top_bn)
     schedule = tf.keras.optimizers.schedules.ExponentialDecay(args.lr, 500, args.lr_decay, staircase=True)
@@ -154,7 +156,7 @@ def main():
     collected = []
     for i in range(0, 10000, args.unlabeled_batch_size):
         model(x_u[perm[i:i + args.unlabeled_batch_size]], collected)
-    layers = len(model.w) - (0 if model.top_bn else 1)  # the layers with batch norm
+    layers = model.normalized
     for i in range(layers):
         model.mean[i].assign(tf.reduce_mean([m for m, _ in collected[i::layers]], 0))
         model.var[i].assign(tf.reduce_mean([v for _, v in collected[i::layers]], 0))

@@ -85,6 +85,11 @@ def replica_consistent_random():
 # the exact one refuses synchronized batch norm (distribution.check_config).
 BATCH_NORM_METHODS = ("supervised", "at", "pi_model", "temporal_ensembling", "xvat")
 
+# Also run these method options ("method+name": (method, method params)): xVAT's transductive
+# table, whose sparse updates the replicas all-gather, under lazy Adam (moments per row).
+OPTION_RUNS = {"xvat+transductive_lazy_adam": ("xvat", {"x_mode": "transductive", "log_alpha_table_optimizer": "adam",
+                                                        "log_alpha_table_learning_rate": 0.01})}
+
 
 # SCAR's stage 1 (``scar_stage1``): steps and learning rate of the supervised run it starts from;
 # SCAR_EPS: the selection radius, at which that model's selection keeps some examples and rejects
@@ -189,14 +194,14 @@ def replicas_mode(args):
     from tf_advssl.config import ConfigError
 
     names = args.methods.split(",") if args.methods else sorted(methods.METHODS)
-    runs = [(name, False) for name in names] + [(name, True) for name in BATCH_NORM_METHODS if name in names]
+    runs = ([(name, False, name, {}) for name in names]
+            + [(name, True, name + "+batch_norm", {}) for name in BATCH_NORM_METHODS if name in names]
+            + [(name, False, key, params) for key, (name, params) in OPTION_RUNS.items() if name in names])
     runs.sort(key=lambda run: run[0] == "scar")  # last: its stage-1 training.run changes global TF state
     one_device, mirrored = tf.distribute.get_strategy(), distribution.make_strategy("mirrored")
     results, inputs = {}, {}
     scratch = tempfile.TemporaryDirectory(prefix="distributed_worker_")
-    for method, batch_norm in runs:
-        key = method + ("+batch_norm" if batch_norm else "")
-        method_params = {}
+    for method, batch_norm, key, method_params in runs:
         if method == "scar":
             method_params = {"pretrained_workdir": scar_stage1(os.path.join(scratch.name, "stage1")),
                              "scar_base": "vat", "scar_eps": SCAR_EPS}

@@ -150,18 +150,72 @@ def test_l0_term_pushes_log_alpha_towards_keeping_entries():
     assert np.all(model.log_alpha_table.numpy()[rows] > before[rows])
 
 
-def test_transductive_table_updates_only_the_rows_of_the_batch():
+@pytest.mark.parametrize("table_optimizer", ["sgd", "adam"])
+def test_transductive_table_updates_only_the_rows_of_the_batch(table_optimizer):
     rng = np.random.RandomState(2)
     weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
     data = batch(rng)
-    model = make("xvat", {"x_mode": "transductive", "log_alpha_init": 0.5}, weights, bias)
+    model = make("xvat", {"x_mode": "transductive", "log_alpha_init": 0.5,
+                          "log_alpha_table_optimizer": table_optimizer}, weights, bias)
     before = model.log_alpha_table.numpy().copy()
-    tf.function(model.train_step)(data)
+    step = tf.function(model.train_step)
+    step(data)
     after = model.log_alpha_table.numpy()
     in_batch = np.zeros(len(before), bool)
     in_batch[data[1][1]] = True
     np.testing.assert_array_equal(after[~in_batch], before[~in_batch])
     assert np.all(np.abs(after[in_batch] - before[in_batch]).max(axis=1) > 0)
+    if table_optimizer == "adam":  # a second batch elsewhere: the first batch's rows stay put
+        (x_l, y_l), (x_u, idx_u) = data
+        step(((x_l, y_l), (x_u, np.array([1, 3, 4, 6, 7, 8], np.int64))))
+        np.testing.assert_array_equal(model.log_alpha_table.numpy()[in_batch], after[in_batch])
+
+
+def test_lazy_adam_moves_only_the_rows_of_the_gradient_by_adams_rule():
+    """Hand-worked Adam on the visited rows (a repeated row's slices summed); the other rows and
+    their moments do not move, whereas dense Adam keeps moving a row through its momentum."""
+    from tf_advssl.optimizers import LazyAdam
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-7
+    start = np.arange(10, dtype=np.float32).reshape(5, 2)
+    table = keras.Variable(start)
+    optimizer = LazyAdam(lr)
+    optimizer.build([table])
+
+    @tf.function
+    def apply(rows, values):
+        optimizer.apply_gradients([(tf.IndexedSlices(values, rows, tf.constant([5, 2])), table)])
+
+    apply(tf.constant([1, 3, 1]), tf.constant([[1.0, 2.0], [3.0, -4.0], [1.0, -1.0]]))
+    g1 = {1: np.array([2.0, 1.0]), 3: np.array([3.0, -4.0])}
+    m = {r: (1 - b1) * g for r, g in g1.items()}
+    v = {r: (1 - b2) * g ** 2 for r, g in g1.items()}
+    expected = start.astype(np.float64).copy()
+    alpha = lr * np.sqrt(1 - b2) / (1 - b1)
+    for r in g1:  # Adam's first step: lr * sign(g)
+        expected[r] -= alpha * m[r] / (np.sqrt(v[r]) + eps)
+    np.testing.assert_allclose(table.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(expected[[1, 3]] - start[[1, 3]], -lr * np.sign([g1[1], g1[3]]), rtol=1e-5)
+
+    apply(tf.constant([3]), tf.constant([[-1.0, 0.5]]))
+    m[3], v[3] = b1 * m[3] + (1 - b1) * np.array([-1.0, 0.5]), b2 * v[3] + (1 - b2) * np.array([1.0, 0.25])
+    expected[3] -= lr * np.sqrt(1 - b2 ** 2) / (1 - b1 ** 2) * m[3] / (np.sqrt(v[3]) + eps)
+    np.testing.assert_allclose(table.numpy(), expected, rtol=1e-6)
+    momentum, velocity = (variable.numpy() for variable in optimizer.variables[-2:])
+    np.testing.assert_allclose(momentum[[1, 3]], [m[1], m[3]], rtol=1e-6)
+    np.testing.assert_allclose(velocity[[1, 3]], [v[1], v[3]], rtol=1e-4)  # 1 - beta_2 in float32
+    np.testing.assert_array_equal(momentum[[0, 2, 4]], 0.0)
+    np.testing.assert_array_equal(velocity[[0, 2, 4]], 0.0)
+
+    dense_table = keras.Variable(start)  # the same two gradients, dense: row 1 moves again
+    dense = keras.optimizers.Adam(lr)
+    first = np.zeros((5, 2), np.float32)
+    first[1], first[3] = g1[1], g1[3]
+    second = np.zeros((5, 2), np.float32)
+    second[3] = [-1.0, 0.5]
+    dense.apply_gradients([(tf.constant(first), dense_table)])
+    after_first = dense_table.numpy()[1].copy()
+    dense.apply_gradients([(tf.constant(second), dense_table)])
+    assert np.all(dense_table.numpy()[1] != after_first)
 
 
 def test_xat_transductive_rows_follow_example_content():
@@ -241,6 +295,8 @@ def test_bad_parameters_are_config_errors():
         make_params("xat", "mnist", {"hard_concrete_gamma": 0.1})
     with pytest.raises(ConfigError, match="--x_divergence must be one of kl, reverse_kl"):
         make_params("xvat", "mnist", {"x_divergence": "js"})
+    with pytest.raises(ConfigError, match="--log_alpha_table_optimizer must be one of sgd, adam"):
+        make_params("xvat", "mnist", {"log_alpha_table_optimizer": "rmsprop"})
     with pytest.raises(ConfigError, match="--log_alpha_init_std must be >= 0"):
         make_params("xvat", "mnist", {"x_mode": "transductive", "log_alpha_init_std": -1.0})
 

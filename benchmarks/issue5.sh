@@ -2,6 +2,10 @@
 # Issue 5 benchmarks: robustness tables (MNIST-100, reduced protocol) and SCAR on top of VAT
 # (Two Circles, MNIST-100).  Runs one after another at low priority; results go to $OUT.
 #   bash benchmarks/issue5.sh [OUT]        (default OUT=/tmp/issue5)
+# It trains every method at the defaults of the checkout it runs from.  The tables in
+# docs/RESULTS.md were made at commit 629a448; several MNIST defaults changed after it (BN
+# re-estimation, translations for ICT/AdvMixup, xVAT's transductive settings), so to reproduce
+# them run it from that commit: git worktree add /tmp/issue5_src 629a448.
 set -euo pipefail
 OUT=${1:-/tmp/issue5}
 STEPS=${STEPS:-1500}

@@ -267,7 +267,8 @@ def test_xvat_mnist_defaults_are_the_reference_transductive_run():
     from tf_advssl.config import Config, resolve
     params = make_params("xvat", "mnist", {})
     assert (params.x_mode, params.x_center, params.x_divergence) == ("transductive", 0.5, "reverse_kl")
-    assert (params.log_alpha_init_std, params.log_alpha_table_learning_rate) == (1.0, 1e-3)
+    assert (params.log_alpha_init_std, params.log_alpha_table_optimizer, params.log_alpha_table_learning_rate) == (
+        1.0, "adam", 1e-2)
     config = resolve(Config(method="xvat", dataset="mnist"))
     assert (tuple(config.mlp_widths), config.batch_size, config.unlabeled_batch_size) == ((1200, 1200), 100, 250)
     assert (config.learning_rate, config.lr_schedule, config.lr_decay_rate) == (1e-3, "exponential", 0.95)
@@ -276,6 +277,7 @@ def test_xvat_mnist_defaults_are_the_reference_transductive_run():
     for method, dataset in (("xat", "mnist"), ("xvat", "two_circles"), ("xvat", "cifar10")):
         params = make_params(method, dataset, {})
         assert (params.x_mode, params.x_center, params.x_divergence) == ("inductive", 0.0, "kl"), (method, dataset)
+        assert params.log_alpha_table_optimizer == "sgd", (method, dataset)
         assert resolve(Config(method=method, dataset=dataset)).lr_schedule == "vat_linear"
 
 

@@ -25,6 +25,8 @@ class LazyAdam(keras.optimizers.Adam):
     """Adam whose sparse updates touch only the rows of the gradient (see module doc)."""
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="lazy_adam", **kwargs):
+        if kwargs.get("amsgrad"):
+            raise ValueError("LazyAdam does not implement amsgrad")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          name=name, **kwargs)
 

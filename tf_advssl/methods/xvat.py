@@ -138,8 +138,8 @@ class XVATParams(XParams):
     # MNIST: the reference code's transductive MNIST script (scripts/run_l0vat_mnist_transductive.sh:
     # one log alpha row per example drawn N(0, 1), Adam 1e-3 over the dense table, reverse KL,
     # inputs centred so masks pull pixels to 0.5); lazy Adam at 1e-2 moves a visited row about
-    # as far as that dense Adam.  MNIST-100, step 6000, seeds 0 / 1: 5.59 / 2.26 % (6.84 / 2.68 % with
-    # SGD at 1e-3, which left the table at its start; 22.48 % at step 3000 for the former defaults:
+    # as far as that dense Adam.  MNIST-100, step 6000, seeds 0 / 1 / 2: 5.59 / 2.26 / 3.19 % (6.84 / 2.68 /
+    # 2.79 % with SGD at 1e-3, which left the table at its start; 22.48 % at step 3000 for the former defaults:
     # inductive, forward KL, x_center 0, MLP 1200-600-300-150-150) (docs/RESULTS.md, sessions 8-9).
     DATASET_DEFAULTS: ClassVar[dict] = {
         "mnist": {"x_mode": "transductive", "x_center": 0.5, "x_divergence": "reverse_kl",

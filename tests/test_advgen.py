@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_advssl import plotting
@@ -59,7 +60,7 @@ def test_classifier_step_lowers_adversarial_loss_against_a_fixed_generator():
     rng = np.random.RandomState(1)
     classifier = linear_classifier(rng.normal(size=(2, 2)), rng.normal(size=2))
     model = make({"advgen_noise_std": 0.0}, classifier, lr=0.5)
-    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_adv": 1.0, "loss_reconst": 0.0}
+    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_adv": 1.0, "loss_reconst": 0.0, "loss_entmin": 0.0}
     x_l, y_l, x_u = data(rng)
     before_generator = [v.numpy().copy() for v in model.generator_variables()]
     step = tf.function(model.classifier_step)
@@ -105,16 +106,60 @@ def test_only_the_encoder_pursues_the_adversarial_loss():
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(decoder, model.decoder.trainable_variables))
 
 
-def test_classifier_batch_norm_moves_only_with_the_clean_labeled_batch():
+@pytest.mark.parametrize("entmin", [False, True])
+def test_classifier_batch_norm_moves_only_with_the_clean_labeled_batch(entmin):
     rng = np.random.RandomState(4)
     classifier = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, name="hidden"),
                                    BatchNormalization(momentum=0.9, name="bn"), keras.layers.Dense(2)])
-    model = make({}, classifier)
+    model = make({"entmin": entmin}, classifier)
     x_l, y_l, x_u = data(rng)
     hidden = classifier.get_layer("hidden")(x_l).numpy()
     tf.function(model.train_step)(((x_l, y_l), (x_u, np.arange(len(x_u)))))
     np.testing.assert_allclose(classifier.get_layer("bn").moving_mean.numpy(), 0.1 * hidden.mean(axis=0),
                                atol=1e-6)
+
+
+def softmax_entropy_and_gradient(logits):
+    """Mean entropy of softmax(logits) over the rows and its gradient in the logits, by hand:
+    dH/dz_k = -p_k (log p_k + H)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    h = -(p * np.log(p)).sum(axis=1)
+    return h.mean(), -p * (np.log(p) + h[:, None]) / len(logits)
+
+
+def test_entmin_adds_the_entropy_of_the_unlabeled_predictions_to_the_classifier_step():
+    """On a linear C with only the entropy term weighted, the C step is SGD on the mean
+    entropy of the unlabeled predictions, worked out by hand; G does not move."""
+    rng = np.random.RandomState(5)
+    weights, bias = rng.normal(size=(3, 4)), rng.normal(size=4)
+    lr = 0.5
+    x_l, y_l, x_u = data(rng, num_unlabeled=16, dim=3)
+    y_l = y_l + 2  # four classes
+    model = make({"entmin": True, "advgen_noise_std": 0.0}, linear_classifier(weights, bias), lr=lr)
+    assert model.loss_weights()["loss_entmin"] == 1.0
+    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_adv": 0.0, "loss_reconst": 0.0, "loss_entmin": 1.0}
+    before_generator = [v.numpy().copy() for v in model.generator_variables()]
+
+    terms, _ = model.classifier_step(x_l, y_l, x_u, model.clean_logits(x_u))
+
+    entropy, grad_logits = softmax_entropy_and_gradient(x_u.astype(np.float64) @ weights + bias)
+    assert float(terms["loss_entmin"]) == pytest.approx(entropy, rel=1e-5)
+    new_weights, new_bias = model.classifier.layers[0].get_weights()
+    np.testing.assert_allclose(new_weights, weights - lr * x_u.T @ grad_logits, atol=1e-5)
+    np.testing.assert_allclose(new_bias, bias - lr * grad_logits.sum(axis=0), atol=1e-5)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before_generator, model.generator_variables()))
+
+
+def test_entmin_off_logs_the_entropy_with_weight_zero():
+    rng = np.random.RandomState(6)
+    weights, bias = rng.normal(size=(2, 2)), rng.normal(size=2)
+    model = make({}, linear_classifier(weights, bias))
+    assert model.loss_weights()["loss_entmin"] == 0.0
+    x_l, y_l, x_u = data(rng)
+    terms = model.compute_losses(x_l, y_l, x_u, None)
+    assert float(terms["loss_entmin"]) == pytest.approx(softmax_entropy_and_gradient(x_u @ weights + bias)[0],
+                                                        rel=1e-5)
 
 
 def test_image_generator_is_convolutional_and_the_grid_is_written(tmp_path):

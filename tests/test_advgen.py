@@ -37,7 +37,7 @@ def data(rng, num_unlabeled=64, dim=2):
 
 def adv_loss(model, x):
     """L_adv and L_reconst of G (noise std 0: deterministic) against the current C."""
-    return [float(v) for v in model.adversarial_terms(x, model.clean_logits(x), model.generate(x))]
+    return [float(v) for v in model.adversarial_terms(x, model.frozen_logits(x), model.generate(x))]
 
 
 def test_generator_step_raises_adversarial_loss_against_a_fixed_classifier():
@@ -49,7 +49,7 @@ def test_generator_step_raises_adversarial_loss_against_a_fixed_classifier():
     step = tf.function(model.generator_step)
     losses = [adv_loss(model, x_u)[0]]
     for _ in range(5):
-        step(x_u, model.clean_logits(x_u))
+        step(x_u, model.frozen_logits(x_u))
         losses.append(adv_loss(model, x_u)[0])
     assert np.all(np.diff(losses) > 0), losses
     for a, b in zip(before_classifier, classifier.get_weights()):
@@ -66,7 +66,7 @@ def test_classifier_step_lowers_adversarial_loss_against_a_fixed_generator():
     step = tf.function(model.classifier_step)
     losses = [adv_loss(model, x_u)[0]]
     for _ in range(5):
-        step(x_l, y_l, x_u, model.clean_logits(x_u))
+        step(x_l, y_l, x_u, model.frozen_logits(x_u))
         losses.append(adv_loss(model, x_u)[0])
     assert np.all(np.diff(losses) < 0), losses
     for a, b in zip(before_generator, model.generator_variables()):
@@ -79,7 +79,7 @@ def reconstruction_after_training(advgen_lambda, steps=150):
     model = make({"advgen_lambda": advgen_lambda, "advgen_learning_rate": 0.01}, classifier)
     _, _, x_u = data(rng, num_unlabeled=128)
     step = tf.function(model.generator_step)
-    logits_clean = model.clean_logits(x_u)
+    logits_clean = model.frozen_logits(x_u)
     for _ in range(steps):
         step(x_u, logits_clean)
     return adv_loss(model, x_u), float(np.mean(np.sum(x_u ** 2, axis=1)))
@@ -101,7 +101,7 @@ def test_only_the_encoder_pursues_the_adversarial_loss():
     _, _, x_u = data(rng)
     encoder = [v.numpy().copy() for v in model.encoder.trainable_variables]
     decoder = [v.numpy().copy() for v in model.decoder.trainable_variables]
-    model.generator_step(x_u, model.clean_logits(x_u))
+    model.generator_step(x_u, model.frozen_logits(x_u))
     assert all(not np.array_equal(a, v.numpy()) for a, v in zip(encoder, model.encoder.trainable_variables))
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(decoder, model.decoder.trainable_variables))
 
@@ -141,7 +141,7 @@ def test_entmin_adds_the_entropy_of_the_unlabeled_predictions_to_the_classifier_
     model.loss_weights = lambda: {"loss_nll": 0.0, "loss_adv": 0.0, "loss_reconst": 0.0, "loss_entmin": 1.0}
     before_generator = [v.numpy().copy() for v in model.generator_variables()]
 
-    terms, _ = model.classifier_step(x_l, y_l, x_u, model.clean_logits(x_u))
+    terms, _ = model.classifier_step(x_l, y_l, x_u, model.frozen_logits(x_u))
 
     entropy, grad_logits = softmax_entropy_and_gradient(x_u.astype(np.float64) @ weights + bias)
     assert float(terms["loss_entmin"]) == pytest.approx(entropy, rel=1e-5)

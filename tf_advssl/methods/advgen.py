@@ -134,10 +134,6 @@ class AdvGen(SSLModel):
         loss_reconst = tf.reduce_mean(tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1))
         return loss_adv, loss_reconst
 
-    def clean_logits(self, x_unlabeled):
-        with frozen_batch_stats():
-            return tf.stop_gradient(self.logits(x_unlabeled))
-
     def generator_step(self, x_unlabeled, logits_clean):
         """One G update against the current C; returns (L_adv, L_reconst) before it."""
         p = self.params
@@ -157,15 +153,12 @@ class AdvGen(SSLModel):
         return loss_adv, loss_reconst
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled, logits_clean=None):
-        logits_unlabeled = None
-        if self.params.entmin:  # C's clean unlabeled pass, with its gradient
-            with frozen_batch_stats():
-                logits_unlabeled = self.logits(x_unlabeled)
-        if logits_clean is None:
-            logits_clean = (tf.stop_gradient(logits_unlabeled) if logits_unlabeled is not None
-                            else self.clean_logits(x_unlabeled))
-        if logits_unlabeled is None:
+        if self.params.entmin or logits_clean is None:  # with EntMin: the clean pass again, inside C's tape
+            logits_unlabeled = self.frozen_logits(x_unlabeled, gradient=self.params.entmin)
+        else:
             logits_unlabeled = logits_clean
+        if logits_clean is None:
+            logits_clean = tf.stop_gradient(logits_unlabeled)
         logits_labeled = self.logits(x_labeled)
         x_generated = tf.stop_gradient(self.generate(x_unlabeled))
         loss_adv, loss_reconst = self.adversarial_terms(x_unlabeled, logits_clean, x_generated)
@@ -181,7 +174,7 @@ class AdvGen(SSLModel):
         (x_labeled, y_labeled), (x_unlabeled, idx_unlabeled) = data
         if self.augment_inputs:
             x_labeled, x_unlabeled = self.augment(x_labeled), self.augment(x_unlabeled)
-        logits_clean = self.clean_logits(x_unlabeled)
+        logits_clean = self.frozen_logits(x_unlabeled)
         self.generator_step(x_unlabeled, logits_clean)
         terms, loss = self.classifier_step(x_labeled, y_labeled, x_unlabeled, logits_clean)
         self.after_update()

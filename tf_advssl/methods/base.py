@@ -164,6 +164,13 @@ class SSLModel(keras.Model):
     def logits(self, x, training=True):
         return self.classifier(x, training=training)
 
+    def frozen_logits(self, x, gradient=False):
+        """The classifier's training-mode logits on x without updating batch-norm moving
+        statistics (clean passes on unlabeled data); a constant unless ``gradient``."""
+        with frozen_batch_stats():
+            logits = self.logits(x)
+        return logits if gradient else tf.stop_gradient(logits)
+
     def joint_logits(self, *batches):
         """The classifier's logits on several batches from ONE training-mode pass over
         their concatenation, split back in order: batch norm normalises every row with

@@ -75,10 +75,8 @@ class VAT(SSLModel):
 
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled):
         logits_labeled = self.logits(x_labeled)
-        with frozen_batch_stats():
-            logits_unlabeled = self.logits(x_unlabeled)
-        if not self.params.entmin:  # the clean prediction is only a target: no backward pass through it
-            logits_unlabeled = tf.stop_gradient(logits_unlabeled)
+        # without EntMin the clean prediction is only a target: no backward pass through it
+        logits_unlabeled = self.frozen_logits(x_unlabeled, gradient=self.params.entmin)
         terms = {
             "loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
             "loss_vat": vat_loss(self.logits, x_unlabeled, logits_unlabeled, self.params, self.seed_generator,

@@ -96,7 +96,8 @@ def test_one_step_moves_log_alpha_up_and_theta_down_the_divergence(method, mode,
     (x_l, y_l), (x_u, idx_u) = data
     model = make(method, {"x_mode": mode, "l0_lambda": 0.0, "log_alpha_table_learning_rate": 0.2,
                           "log_alpha_init": 1.0, "x_divergence": kl}, weights, bias)
-    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_x": 1.0, "loss_l0": 0.0}  # the divergence alone
+    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_x": 1.0, "loss_l0": 0.0,  # the divergence alone
+                                  "loss_entmin": 0.0}
     x = x_l if method == "xat" else x_u
     rows = model.table_rows(tf.constant(x_l), tf.constant(idx_u))
     alpha_before = model.log_alpha(tf.constant(x), rows).numpy()
@@ -302,3 +303,46 @@ def test_bad_parameters_are_config_errors():
     with pytest.raises(ConfigError, match="--log_alpha_init_std must be >= 0"):
         make_params("xvat", "mnist", {"x_mode": "transductive", "log_alpha_init_std": -1.0})
 
+
+
+def softmax_entropy_and_gradient(logits):
+    """Mean entropy of softmax(logits) over the rows and its gradient in the logits, by hand:
+    dH/dz_k = -p_k (log p_k + H)."""
+    p = softmax(logits)
+    h = -(p * np.log(p)).sum(axis=1)
+    return h.mean(), -p * (np.log(p) + h[:, None]) / len(logits)
+
+
+def test_xvat_entmin_step_is_sgd_on_the_entropy_of_the_unlabeled_predictions():
+    """xVAT+EntMin on a linear classifier with only the entropy term weighted: the classifier
+    step is SGD on the mean entropy of the clean unlabeled predictions, worked out by hand,
+    and log alpha (which the term does not reach) stays where it was."""
+    rng = np.random.RandomState(7)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    data = batch(rng)
+    lr = 0.5
+    model = make("xvat", {"x_mode": "transductive", "entmin": True}, weights, bias, lr=lr)
+    assert model.loss_weights()["loss_entmin"] == 1.0
+    model.loss_weights = lambda: {"loss_nll": 0.0, "loss_x": 0.0, "loss_l0": 0.0, "loss_entmin": 1.0}
+    table = model.log_alpha_table.numpy().copy()
+    logs = model.train_step(data)
+    x_u = data[1][0].astype(np.float64)
+    entropy, grad_logits = softmax_entropy_and_gradient(x_u @ weights + bias)
+    assert float(logs["loss_entmin"]) == pytest.approx(entropy, rel=1e-5)
+    new_weights, new_bias = model.classifier.layers[0].get_weights()
+    np.testing.assert_allclose(new_weights, weights - lr * x_u.T @ grad_logits, atol=1e-5)
+    np.testing.assert_allclose(new_bias, bias - lr * grad_logits.sum(axis=0), atol=1e-5)
+    np.testing.assert_array_equal(model.log_alpha_table.numpy(), table)
+
+
+def test_xvat_without_entmin_logs_the_entropy_with_weight_zero_and_xat_has_no_such_term():
+    rng = np.random.RandomState(8)
+    weights, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    (x_l, y_l), (x_u, idx_u) = batch(rng)
+    model = make("xvat", {}, weights, bias)
+    assert model.loss_weights()["loss_entmin"] == 0.0
+    terms = model.compute_losses(x_l, y_l, x_u, None)
+    assert float(terms["loss_entmin"]) == pytest.approx(
+        softmax_entropy_and_gradient(x_u.astype(np.float64) @ weights + bias)[0], rel=1e-5)
+    xat = make("xat", {}, weights, bias)
+    assert "loss_entmin" not in xat.loss_weights() and "loss_entmin" not in xat.loss_names

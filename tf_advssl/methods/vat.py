@@ -43,8 +43,8 @@ class VATParams:
                                 "xi -> 0 limit (see the module docstring and docs/RESULTS.md).")
     vat_power_iterations: int = param(1, "Number of power iterations.")
     vat_weight: float = param(1.0, "Weight of the VAT term.")
-    entmin: bool = param(False, "Add the conditional-entropy term on unlabeled data (vat: VAT+EntMin; advgen: to "
-                                "the classifier's loss).")
+    entmin: bool = param(False, "Add the conditional-entropy term on unlabeled data (vat: VAT+EntMin; xvat: "
+                                "xVAT+EntMin; advgen: to the classifier's loss).")
 
     # Two Circles: eps below half the 0.2 gap between the rings; exact power iteration,
     # since float32 rounds x + 1e-6 d on unit-scale 2-D inputs (docs/RESULTS.md).

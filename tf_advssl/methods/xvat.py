@@ -16,6 +16,8 @@ default, with the rest of the reference's transductive MNIST settings, XVATParam
                           is the whole training set (D_l u D_u); p(.|x) held fixed
                           (--x_divergence=reverse_kl: D = KL(p(.|x * z) || p(.|x)), the
                           reference code's MNIST/CIFAR scripts, kl=1)
+                          (--entmin, xVAT only: + E_{D_u}[ H(p(.|x)) ] for the classifier, as
+                          VAT+EntMin; not in the xVAT paper)
 
     classifier:  min_theta      L_nll + x_weight * D
     log_alpha:   max_log_alpha  x_weight * D + l0_lambda * mean_j sigmoid(log_alpha_j - beta log(-gamma/zeta))  (eq. 12)
@@ -135,6 +137,8 @@ class XParams:
 
 @dataclasses.dataclass
 class XVATParams(XParams):
+    entmin: bool = param(False, "Add the conditional-entropy term on unlabeled data to the classifier's loss "
+                                "(xVAT+EntMin, as VAT+EntMin; not in the xVAT paper).")
     # MNIST: the reference code's transductive MNIST script (scripts/run_l0vat_mnist_transductive.sh:
     # one log alpha row per example drawn N(0, 1), Adam 1e-3 over the dense table, reverse KL,
     # inputs centred so masks pull pixels to 0.5); lazy Adam at 1e-2 moves a visited row about
@@ -200,7 +204,7 @@ class XVAT(SSLModel):
     # Adam 1e-3 x 0.95 every 500 steps); flags still win.
     dataset_config_defaults = {"mnist": {"mlp_widths": (1200, 1200), "batch_size": 100, "unlabeled_batch_size": 250,
                                          "learning_rate": 1e-3, "lr_schedule": "exponential", "lr_decay_rate": 0.95}}
-    loss_names = ("loss_nll", "loss_x", "loss_l0")
+    loss_names = ("loss_nll", "loss_x", "loss_l0", "loss_entmin")
     uses_labels: ClassVar[bool] = False
 
     def __init__(self, classifier, params, **kwargs):
@@ -259,18 +263,27 @@ class XVAT(SSLModel):
             if self.uses_labels:
                 divergence = losses.cross_entropy(y_labeled, logits_masked)
             else:
-                logits_clean = tf.stop_gradient(self.logits(x))
+                # with --entmin the clean pass is also the entropy term's, so it keeps its gradient
+                logits_clean = self.logits(x)
+                target = tf.stop_gradient(logits_clean)
                 if self.params.x_divergence == "reverse_kl":
-                    divergence = losses.kl_divergence(logits_masked, logits_clean)
+                    divergence = losses.kl_divergence(logits_masked, target)
                 else:
-                    divergence = losses.kl_divergence(logits_clean, logits_masked)
+                    divergence = losses.kl_divergence(target, logits_masked)
         nonzero = perturbations.hard_concrete_nonzero_probability(log_alpha, **self.hard_concrete())
-        return {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
-                "loss_x": tf.reduce_mean(divergence),
-                "loss_l0": tf.reduce_mean(nonzero)}
+        terms = {"loss_nll": tf.reduce_mean(losses.cross_entropy(y_labeled, logits_labeled)),
+                 "loss_x": tf.reduce_mean(divergence),
+                 "loss_l0": tf.reduce_mean(nonzero)}
+        if not self.uses_labels:  # logged even when off
+            terms["loss_entmin"] = tf.reduce_mean(losses.entropy(
+                logits_clean if self.params.entmin else tf.stop_gradient(logits_clean)))
+        return terms
 
     def loss_weights(self):
-        return {"loss_nll": 1.0, "loss_x": self.params.x_weight, "loss_l0": self.params.l0_lambda}
+        weights = {"loss_nll": 1.0, "loss_x": self.params.x_weight, "loss_l0": self.params.l0_lambda}
+        if not self.uses_labels:
+            weights["loss_entmin"] = 1.0 if self.params.entmin else 0.0
+        return weights
 
     def example_views(self, x, indices):
         """x * z with the median mask (u = 1/2) of each example, and z itself."""
@@ -333,6 +346,7 @@ class XAT(XVAT):
 
     Params = XParams
     dataset_config_defaults = {}
+    loss_names = ("loss_nll", "loss_x", "loss_l0")
     uses_labels = True
 
 

@@ -21,7 +21,7 @@ HELP = {
     "method": "Training method.",
     "dataset": "two_circles, moons, mnist, fashion_mnist, svhn_cropped, cifar10, cifar100, any tfds "
                "image-classification name, npz:PATH or folder:PATH.",
-    "network": "mlp, mlp_wn, conv_small, conv_large or wrn28_2 (default per dataset and method: "
+    "network": "mlp, mlp_wn, conv_small, conv_large, lenet or wrn28_2 (default per dataset and method: "
                "fm_gan uses mlp_wn, the Improved-GAN discriminator, on mnist and fashion_mnist).",
     "workdir": "Run directory: config, checkpoints, TensorBoard logs, metrics, export.",
     "overwrite": "Replace a run with a different config in --workdir (earlier exports are kept).",
@@ -43,7 +43,7 @@ HELP = {
     "mlp_wn_input_noise": "mlp_wn: std of the Gaussian noise added to the inputs in training (default 0.3).",
     "mlp_wn_hidden_noise": "mlp_wn: std of the Gaussian noise added after each hidden ReLU in training "
                            "(default 0.5).",
-    "top_bn": "Batch norm on the logits (mlp, conv_small, conv_large), as the official VAT code.",
+    "top_bn": "Batch norm on the logits (mlp, conv_small, conv_large, lenet), as the official VAT code.",
     "train_steps": "Number of parameter updates.",
     "batch_size": "Labeled examples per step (default 32; FixMatch and MixMatch 64).",
     "unlabeled_batch_size": "Unlabeled examples per step (default 128; 1500, the whole default "

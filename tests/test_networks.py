@@ -35,11 +35,11 @@ def _rand(shape, seed=0):
 # ---------------------------------------------------------------------------
 
 def test_registry_names():
-    assert set(networks.NETWORKS) == {"mlp", "mlp_wn", "conv_small", "conv_large", "wrn28_2"}
+    assert set(networks.NETWORKS) == {"mlp", "mlp_wn", "conv_small", "conv_large", "lenet", "wrn28_2"}
 
 
 @pytest.mark.parametrize("input_shape", [MNIST, CIFAR], ids=["mnist", "cifar"])
-@pytest.mark.parametrize("name", ["mlp", "mlp_wn", "conv_small", "conv_large", "wrn28_2"])
+@pytest.mark.parametrize("name", ["mlp", "mlp_wn", "conv_small", "conv_large", "lenet", "wrn28_2"])
 def test_output_shape_and_float32_logits(name, input_shape):
     model = _built(name, input_shape)
     assert model.input_shape == (None,) + input_shape   # any batch size
@@ -181,6 +181,25 @@ def test_mlp_vat_mnist_default_widths():
     assert dense == [1200, 600, 300, 150, 150, 10]
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_lenet_layer_sequence_and_size(dropout):
+    model = networks.build_network("lenet", MNIST, 10, dropout=dropout)
+    got = [_describe(layer) for layer in _non_input_layers(model)]
+    block = lambda filters: [("conv", filters, (5, 5), (1, 1), "same"), ("bn",), ("lrelu", pytest.approx(0.1)),
+                             ("maxpool", (2, 2), (2, 2))]
+    spec = block(16) + block(32) + [("Flatten",)] + ([("dropout", dropout)] if dropout else [])
+    spec += [("dense", 256), ("bn",), ("ReLU",), ("dense", 10)]
+    assert got == spec
+    # 5*5*1*16 + 5*5*16*32 + 7*7*32*256 + 256*10 + 10 weights; BN: 4 per channel (two trainable)
+    weights = 5 * 5 * 16 + 5 * 5 * 16 * 32 + 7 * 7 * 32 * 256 + 256 * 10 + 10
+    assert model.count_params() == weights + 4 * (16 + 32 + 256)
+    assert not any(getattr(layer, "use_bias", False) for layer in model.layers[:-1])
+    with pytest.raises(ConfigError, match="lenet"):
+        networks.build_network("lenet", (3, 3, 1), 10)
+    with pytest.raises(ConfigError, match="image inputs"):
+        networks.build_network("lenet", (2,), 10)
+
+
 def test_wrn28_2_structure():
     model = _built("wrn28_2", CIFAR)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -218,6 +237,7 @@ def _weights(model):
 @pytest.mark.parametrize("name,input_shape,kwargs", [
     ("mlp", (2,), dict(mlp_widths=(16, 8), dropout=0.2)),
     ("conv_small", MNIST, {}),
+    ("lenet", MNIST, dict(dropout=0.3)),
 ])
 def test_same_seed_same_weights_other_seed_different(name, input_shape, kwargs):
     keras.utils.set_random_seed(123)
@@ -257,7 +277,7 @@ def test_layers_with_equal_shapes_get_distinct_initial_kernels():
 # Batch normalisation: project layer and frozen statistics
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["mlp", "conv_small", "conv_large", "wrn28_2"])
+@pytest.mark.parametrize("name", ["mlp", "conv_small", "conv_large", "lenet", "wrn28_2"])
 def test_all_batch_norm_layers_are_project_layers(name):
     model = _built(name, CIFAR)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -275,6 +295,7 @@ def _moving_stats(model):
     ("mlp", (2,), dict(mlp_widths=(16, 8), dropout=0.0)),
     ("mlp", (2,), dict(mlp_widths=(16, 8), dropout=0.0, top_bn=True)),
     ("conv_small", MNIST, {}),
+    ("lenet", MNIST, {}),
 ])
 def test_frozen_batch_stats(name, input_shape, kwargs):
     model = networks.build_network(name, input_shape, 10, **kwargs)
@@ -306,7 +327,7 @@ def test_frozen_batch_stats(name, input_shape, kwargs):
 
 
 @pytest.mark.parametrize("name,input_shape,kwargs", [
-    ("mlp", (2,), dict(mlp_widths=(16, 8))), ("conv_small", MNIST, {})])
+    ("mlp", (2,), dict(mlp_widths=(16, 8))), ("conv_small", MNIST, {}), ("lenet", MNIST, {})])
 def test_top_bn_normalises_the_logits_of_a_batch(name, input_shape, kwargs):
     """--top_bn (official VAT code): the logits are batch-normalised, so in training mode
     each class's logit has mean beta = 0 and standard deviation gamma = 1 over the batch."""

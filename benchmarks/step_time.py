@@ -25,6 +25,7 @@ flags.DEFINE_integer("unlabeled_batch_size", None, "Unlabeled batch (default per
 SETUPS = {
     # name: (network, input_shape, num_classes, labeled batch, unlabeled batch, dataset for defaults)
     "mlp_mnist": ("mlp", (28, 28, 1), 10, 64, 256, "mnist"),
+    "lenet_mnist": ("lenet", (28, 28, 1), 10, 64, 256, "mnist"),
     "conv_large_cifar": ("conv_large", (32, 32, 3), 10, 32, 128, "cifar10"),
     "mlp_two_circles": ("mlp", (2,), 2, 32, 128, "two_circles"),
 }

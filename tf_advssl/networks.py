@@ -63,7 +63,7 @@ Architectures and sources
     (off by default there) is not provided.
 ``lenet``
     A LeNet-style CNN for small images, light enough to train on a CPU
-    (about 0.17 M parameters on MNIST, three times the MNIST MLP's step cost)::
+    (0.42 M parameters on MNIST; see docs/RESULTS.md for its step cost)::
 
         conv 5x5 16, same -> BN -> LeakyReLU(0.1) -> maxpool 2x2
         conv 5x5 32, same -> BN -> LeakyReLU(0.1) -> maxpool 2x2

@@ -255,6 +255,15 @@ def build_mlp_wn(input_shape, num_classes, *, mlp_widths=MLP_WN_WIDTHS, input_no
 # VAT conv-large / conv-small
 # ---------------------------------------------------------------------------
 
+def _conv_bn_lrelu(b, x, filters, kernel, padding, tag):
+    """Bias-free conv -> (project) batch norm -> leaky ReLU 0.1, the block of the VAT CNNs and lenet;
+    layers named ``conv{tag}``, ``bn{tag}``, ``lrelu{tag}``."""
+    x = keras.layers.Conv2D(filters, kernel, strides=1, padding=padding, use_bias=False,
+                            kernel_initializer=b.he_normal(), name=b.name(f"conv{tag}"))(x)
+    x = BatchNormalization(momentum=VAT_BN_MOMENTUM, name=b.name(f"bn{tag}"))(x)
+    return keras.layers.LeakyReLU(negative_slope=VAT_LRELU_SLOPE, name=b.name(f"lrelu{tag}"))(x)
+
+
 def _vat_cnn(model_name, widths, input_shape, num_classes, dropout, seed, name_prefix, top_bn=False):
     """Shared body of conv-large / conv-small; ``widths`` = (w1, w2, w3, w4, w5)."""
     h_in, w_in, _ = _image_shape(input_shape, model_name)
@@ -266,23 +275,17 @@ def _vat_cnn(model_name, widths, input_shape, num_classes, dropout, seed, name_p
     b = _Builder(seed, name_prefix)
     inputs = keras.Input(shape=tuple(input_shape), name=b.name("inputs"))
 
-    def conv_bn_lrelu(x, filters, kernel, padding, tag):
-        x = keras.layers.Conv2D(filters, kernel, strides=1, padding=padding, use_bias=False,
-                                kernel_initializer=b.he_normal(), name=b.name(f"conv{tag}"))(x)
-        x = BatchNormalization(momentum=VAT_BN_MOMENTUM, name=b.name(f"bn{tag}"))(x)
-        return keras.layers.LeakyReLU(negative_slope=VAT_LRELU_SLOPE, name=b.name(f"lrelu{tag}"))(x)
-
     h = inputs
     for block, width in ((1, w1), (2, w2)):
         for j in "abc":
-            h = conv_bn_lrelu(h, width, 3, "same", f"{block}{j}")
+            h = _conv_bn_lrelu(b, h, width, 3, "same", f"{block}{j}")
         h = keras.layers.MaxPooling2D(pool_size=2, strides=2, padding="same",
                                       name=b.name(f"pool{block}"))(h)
         if dropout > 0:
             h = keras.layers.Dropout(dropout, seed=b.seed(), name=b.name(f"dropout{block}"))(h)
-    h = conv_bn_lrelu(h, w3, 3, "valid", "3a")
-    h = conv_bn_lrelu(h, w4, 1, "same", "3b")
-    h = conv_bn_lrelu(h, w5, 1, "same", "3c")
+    h = _conv_bn_lrelu(b, h, w3, 3, "valid", "3a")
+    h = _conv_bn_lrelu(b, h, w4, 1, "same", "3b")
+    h = _conv_bn_lrelu(b, h, w5, 1, "same", "3c")
     h = keras.layers.GlobalAveragePooling2D(name=b.name("gap"))(h)
     return keras.Model(inputs, _top(h, num_classes, b, top_bn), name=b.name(model_name))
 
@@ -319,10 +322,7 @@ def build_lenet(input_shape, num_classes, *, dropout=0.0, seed=0, name_prefix=No
     inputs = keras.Input(shape=tuple(input_shape), name=b.name("inputs"))
     h = inputs
     for block, filters in ((1, conv1), (2, conv2)):
-        h = keras.layers.Conv2D(filters, 5, padding="same", use_bias=False, kernel_initializer=b.he_normal(),
-                                name=b.name(f"conv{block}"))(h)
-        h = BatchNormalization(momentum=VAT_BN_MOMENTUM, name=b.name(f"bn{block}"))(h)
-        h = keras.layers.LeakyReLU(negative_slope=VAT_LRELU_SLOPE, name=b.name(f"lrelu{block}"))(h)
+        h = _conv_bn_lrelu(b, h, filters, 5, "same", block)
         h = keras.layers.MaxPooling2D(pool_size=2, strides=2, name=b.name(f"pool{block}"))(h)
     h = keras.layers.Flatten(name=b.name("flatten"))(h)
     if dropout > 0:

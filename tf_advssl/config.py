@@ -125,6 +125,10 @@ DATASET_DEFAULTS = {
     "moons": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8, noise=0.1,
                   train_steps=10000, zca=False, augment_translate=0, augment_flip=False,
                   learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500, steps_per_execution=50),
+    # Feature vectors the library has no entry for (npz: files of vectors): an MLP, no
+    # image augmentation.
+    "vectors": dict(network="mlp", mlp_widths=MLP_WIDTHS, zca=False, augment_translate=0,
+                    augment_flip=False, dropout=0.0),
     "mnist": dict(network="mlp", mlp_widths=MLP_WIDTHS, num_labeled=100,
                   train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
                   learning_rate=2e-3, dropout=0.0),
@@ -148,19 +152,25 @@ NETWORK_DEFAULTS = {
 }
 
 
-def dataset_family(dataset: str) -> str:
-    """The key of DATASET_DEFAULTS that applies to ``dataset``."""
-    return dataset if dataset in DATASET_DEFAULTS else "default"
+def dataset_family(dataset: str, inputs=None) -> str:
+    """The key of DATASET_DEFAULTS that applies to ``dataset``: its own entry, else
+    "vectors" for data known (``inputs.is_image`` False) to hold feature vectors, else
+    "default" (images)."""
+    if dataset in DATASET_DEFAULTS:
+        return dataset
+    return "vectors" if inputs is not None and not inputs.is_image else "default"
 
 
-def resolve(config: Config) -> Config:
+def resolve(config: Config, inputs=None) -> Config:
     """Fill every ``None`` field with the method's run defaults (``config_defaults`` of its
     class, e.g. FixMatch's batch sizes, then its ``dataset_config_defaults`` for this
     dataset, e.g. FM-GAN's MNIST discriminator), else the network's (``NETWORK_DEFAULTS``
-    of the resolved --network), else the dataset default; returns a new Config."""
+    of the resolved --network), else the dataset default; returns a new Config.
+    ``inputs``: the data's ``data.InputInfo`` where known (feature vectors that the
+    library has no entry for take the "vectors" defaults)."""
     from tf_advssl import methods  # late: methods import this module
 
-    family = dataset_family(config.dataset)
+    family = dataset_family(config.dataset, inputs)
     defaults = dict(DATASET_DEFAULTS["default"])
     defaults.update(DATASET_DEFAULTS[family])
     method_defaults = {}

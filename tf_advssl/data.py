@@ -382,6 +382,78 @@ def validate(config) -> None:
         raise ConfigError(f"--tfds_manual_dir={config.tfds_manual_dir!r} is not a directory")
 
 
+@dataclasses.dataclass(frozen=True)
+class InputInfo:
+    """What the defaults of a run depend on, known before the data are read:
+    whether the inputs are images, their per-example shape (None where only reading
+    the data would tell) and the size of the training set (None if unknown)."""
+    is_image: bool
+    input_shape: Optional[tuple] = None
+    num_train: Optional[int] = None
+
+
+def _npy_header(fileobj):
+    """(shape, dtype) from the header of an open ``.npy`` file."""
+    version = np.lib.format.read_magic(fileobj)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(fileobj)
+    return tuple(shape), np.dtype(dtype)
+
+
+def describe(config) -> InputInfo:
+    """The :class:`InputInfo` of ``config.dataset``, from metadata and array headers only
+    (nothing is loaded or prepared); ``validate`` must have passed."""
+    import zipfile
+    name = config.dataset
+    kind = _dataset_kind(name)
+    if kind == "synthetic":
+        return InputInfo(False, (2,), config.num_train_synthetic)
+    if kind == "npz":
+        path = name[len(NPZ_PREFIX):]
+        if os.path.isdir(path):
+            x_path = os.path.join(path, "x_train.npy")
+            if not os.path.isfile(x_path):
+                return InputInfo(False)  # load() names the missing file
+            with open(x_path, "rb") as f:
+                shape, dtype = _npy_header(f)
+        else:
+            try:
+                with zipfile.ZipFile(path) as archive, archive.open("x_train.npy") as f:
+                    shape, dtype = _npy_header(f)
+            except (KeyError, zipfile.BadZipFile, ValueError):
+                return InputInfo(False)  # load() explains what the file must hold
+        is_image = dtype == np.uint8 and len(shape) in (3, 4)
+        input_shape = (shape[1:] if len(shape) == 4 else shape[1:] + (1,)) if is_image else shape[1:]
+        return InputInfo(is_image, tuple(int(n) for n in input_shape), int(shape[0]))
+    if kind == "folder":
+        return InputInfo(True)
+    if name in STANDARD_TFDS_DATASETS and name in _STANDARD_SHAPES:
+        return InputInfo(True, *_STANDARD_SHAPES[name])
+    return InputInfo(True)
+
+
+# Image shape and training-set size of the standard tfds sets (tfds' own metadata).
+_STANDARD_SHAPES = {"mnist": ((28, 28, 1), 60000), "fashion_mnist": ((28, 28, 1), 60000),
+                    "svhn_cropped": ((32, 32, 3), 73257), "cifar10": ((32, 32, 3), 50000),
+                    "cifar100": ((32, 32, 3), 50000)}
+
+
+def check_finite(name: str, key: str, x, chunk_size: int = 65536) -> None:
+    """ConfigError naming the array ``key`` of ``--dataset=name`` and the first row holding
+    a NaN or an infinity; float arrays only (integer images cannot hold either)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    for start in range(0, len(x), chunk_size):
+        rows = np.asarray(x[start:start + chunk_size])
+        finite = np.isfinite(rows.reshape(len(rows), -1))
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        if len(bad_rows):
+            row = bad_rows[0]
+            value = rows.reshape(len(rows), -1)[row][~finite[row]][0]
+            raise ConfigError(f"--dataset={name}: {key}[{start + row}] holds {value}; every input must be "
+                              f"a finite number")
+
+
 def load(config) -> SSLData:
     """Loads ``config.dataset`` and makes the semi-supervised split.
 
@@ -417,6 +489,8 @@ def load(config) -> SSLData:
     loader = {"synthetic": _load_synthetic, "tfds": _load_tfds,
               "npz": _load_npz, "folder": _load_folder}[kind]
     spec, x_train, y_train, x_test, y_test = loader(config)
+    for key, x in (("x_train", x_train), ("x_test", x_test)):
+        check_finite(config.dataset, key, x)
     y_train = np.asarray(y_train, np.int64)
     y_test = np.asarray(y_test, np.int64)
     for split, y in (("train", y_train), ("test", y_test)):

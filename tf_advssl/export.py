@@ -21,6 +21,7 @@ shape); ``tf_advssl.serving.check_inputs`` gives the same check client-side.
 from __future__ import annotations
 
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -30,12 +31,45 @@ from tf_advssl import perturbations
 SIGNATURES = ("serving_default", "robust_predict")
 
 
+# An export is written under this prefix in the export directory and renamed to its version
+# when complete; TF Serving only serves names that are integers.
+PARTIAL_PREFIX = ".partial-"
+
+
 def next_version(export_base: str) -> int:
     """1 + the largest integer version directory under ``export_base`` (1 if none)."""
     if not os.path.isdir(export_base):
         return 1
     versions = [int(name) for name in os.listdir(export_base) if name.isdigit()]
     return max(versions, default=0) + 1
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_partial_exports(export_base: str) -> list:
+    """Delete what interrupted exports left under ``export_base`` (``.partial-<pid>-<n>``
+    directories of processes no longer running); returns the paths removed."""
+    removed = []
+    if not os.path.isdir(export_base):
+        return removed
+    for name in os.listdir(export_base):
+        if not name.startswith(PARTIAL_PREFIX):
+            continue
+        pid = name[len(PARTIAL_PREFIX):].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue
+        path = os.path.join(export_base, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def serving_input_spec(spec) -> tf.TensorSpec:
@@ -65,6 +99,9 @@ def export_saved_model(predict_logits, spec, preprocessor, export_base: str, ver
       spec: the run's DataSpec. preprocessor: raw -> model-space Preprocessor.
       export_base: the ``export`` directory; ``version`` defaults to the next free number.
     Returns the path of the version directory. Refuses an existing version directory.
+    The SavedModel is written beside it under a temporary name and renamed into place, so
+    the version directory appears complete or not at all; leftovers of interrupted exports
+    are removed first.
     """
     version = next_version(export_base) if version is None else int(version)
     path = os.path.join(export_base, str(version))
@@ -98,7 +135,15 @@ def export_saved_model(predict_logits, spec, preprocessor, export_base: str, ver
     archive.add_endpoint("robust_predict", robust_predict,
                          input_signature=[serving_input_spec(spec), tf.TensorSpec((None,), tf.float32, name="eps")])
     os.makedirs(export_base, exist_ok=True)
-    archive.write_out(path, verbose=False)
+    remove_partial_exports(export_base)
+    partial = os.path.join(export_base, f"{PARTIAL_PREFIX}{os.getpid()}-{version}")
+    archive.write_out(partial, verbose=False)
+    try:
+        os.rename(partial, path)  # atomic: TF Serving sees the version complete or not at all
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise FileExistsError(f"export version directory {path} already exists; "
+                              f"choose another version (next free: {next_version(export_base)})") from None
     return path
 
 

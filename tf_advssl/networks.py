@@ -394,10 +394,22 @@ NETWORKS: Dict[str, Callable[..., keras.Model]] = {
 }
 
 
+VECTOR_NETWORKS = ("mlp", "mlp_wn")  # the networks that take feature vectors (any input shape)
+
+
 def check_network_options(name: str, *, top_bn: bool = False, mlp_wn_input_noise: Optional[float] = None,
-                          mlp_wn_hidden_noise: Optional[float] = None) -> None:
-    """Raise ConfigError, naming the flag, for network options ``name`` does not take or bad
-    values (None: not given).  ``training.validate`` calls it before any work starts."""
+                          mlp_wn_hidden_noise: Optional[float] = None, mlp_widths: Optional[Sequence[int]] = None,
+                          dropout: Optional[float] = None, inputs=None) -> None:
+    """Raise ConfigError, naming the flag and the allowed values, for an unknown network,
+    options ``name`` does not take or bad values (None: not given).  ``inputs``: the data's
+    ``data.InputInfo`` if known; feature vectors need one of VECTOR_NETWORKS.
+    ``training.validate`` calls it before any work starts."""
+    if name not in NETWORKS:
+        raise ConfigError(f"--network={name!r} is unknown; allowed values: {', '.join(sorted(NETWORKS))}")
+    if inputs is not None and not inputs.is_image and name not in VECTOR_NETWORKS:
+        shape = f" of shape {tuple(inputs.input_shape)}" if inputs.input_shape else ""
+        raise ConfigError(f"--network={name} needs images, but the data hold feature vectors{shape}; "
+                          f"use --network={' or '.join(VECTOR_NETWORKS)} (or leave --network unset)")
     if top_bn and name not in TOP_BN_NETWORKS:
         raise ConfigError(f"--top_bn applies to --network={', '.join(TOP_BN_NETWORKS)}, not {name}")
     for flag, value in (("mlp_wn_input_noise", mlp_wn_input_noise), ("mlp_wn_hidden_noise", mlp_wn_hidden_noise)):
@@ -405,6 +417,14 @@ def check_network_options(name: str, *, top_bn: bool = False, mlp_wn_input_noise
             if name != "mlp_wn":
                 raise ConfigError(f"--{flag} applies to --network=mlp_wn, not {name}")
             _check_noise(value, flag)
+    if mlp_widths is not None:
+        try:
+            widths = tuple(int(w) for w in mlp_widths)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--mlp_widths must be positive integers, got {mlp_widths!r}") from None
+        _check_widths(widths)
+    if dropout is not None:
+        _check_dropout(dropout)
 
 
 def build_network(name: str, input_shape: tuple, num_classes: int, *,

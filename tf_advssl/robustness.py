@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from typing import Optional
 
 import numpy as np
@@ -123,6 +124,8 @@ class Run:
     model: object
     name: str = ""
     data: object = None   # the run's SSLData once loaded (bin/plot.py)
+    step: int = 0         # training step of the restored checkpoint
+    finished: bool = True  # the run wrote its metrics.json (trained to config.train_steps)
 
     def logits(self, x_raw):
         """Logits (float32) of raw inputs, inference mode (the EMA teacher when the run evaluates it)."""
@@ -134,8 +137,11 @@ def load_run(workdir: str) -> Run:
     from tf_advssl import training
 
     model, config, spec, preprocessor = training.restore_model(workdir)
+    step = int(model.optimizer.iterations.numpy())
+    finished = os.path.isfile(os.path.join(workdir, "metrics.json"))
+    name = config.method if finished else f"{config.method} [step {step} of {config.train_steps}]"
     return Run(workdir=workdir, config=config, spec=spec, preprocessor=preprocessor, model=model,
-               name=config.method)
+               name=name, step=step, finished=finished)
 
 
 _DATA_FIELDS = ("dataset", "data_dir", "tfds_manual_dir", "noise", "num_train_synthetic", "num_test_synthetic",
@@ -253,6 +259,10 @@ def evaluate(config: EvaluationConfig, verbose: bool = True) -> list:
         if names.count(run.name) > 1:
             run.name = f"{run.name} ({os.path.basename(os.path.normpath(run.workdir))})"
     substitute = load_run(config.substitute_workdir) if config.substitute_workdir else None
+    for run in runs + ([substitute] if substitute is not None else []):
+        if not run.finished:
+            print(f"warning: {run.workdir} is an unfinished run: its latest checkpoint is at step {run.step} "
+                  f"of {run.config.train_steps}; evaluating that checkpoint", file=sys.stderr)
     for run in runs:
         if substitute is not None and (substitute.spec.input_shape != run.spec.input_shape
                                        or substitute.spec.num_classes != run.spec.num_classes):
@@ -278,6 +288,7 @@ def evaluate(config: EvaluationConfig, verbose: bool = True) -> list:
             "eps_model_space": model_space_eps(run.preprocessor, config.eps),
             "clip": {"min": np.asarray(bounds[0]).tolist(), "max": np.asarray(bounds[1]).tolist()},
             "split": config.split, "num_examples": int(len(y)),
+            "step": run.step, "train_steps": run.config.train_steps, "finished": run.finished,
             "clean_error": _error(predict(run.logits, x, config.batch_size), y),
         }
         if config.attack.startswith("pgd"):

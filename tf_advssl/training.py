@@ -66,10 +66,15 @@ class VATLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 def validate(config: Config) -> Config:
     """All cheap checks of user input; returns the resolved config. Raises ConfigError."""
     methods.get_method(config.method)
+    check_workdir_path(config.workdir)
     data_lib.validate(config)  # incl. batch sizes set by the user; resolve() fills the rest with positive defaults
-    config = config_lib.resolve(config)
+    inputs = data_lib.describe(config)
+    config = config_lib.resolve(config, inputs)
     if config.train_steps <= 0:
         raise ConfigError(f"--train_steps must be > 0, got {config.train_steps}")
+    for name in ("eval_every", "checkpoint_every", "log_every"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name} must be a number of steps > 0, got {getattr(config, name)}")
     checks = (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
               ("mixed_precision", PRECISION_POLICIES), ("strategy", STRATEGIES))
     for name, allowed in checks:
@@ -80,7 +85,8 @@ def validate(config: Config) -> Config:
     if not 0.0 <= config.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
     check_network_options(config.network, top_bn=config.top_bn, mlp_wn_input_noise=config.mlp_wn_input_noise,
-                          mlp_wn_hidden_noise=config.mlp_wn_hidden_noise)
+                          mlp_wn_hidden_noise=config.mlp_wn_hidden_noise, mlp_widths=config.mlp_widths,
+                          dropout=config.dropout, inputs=inputs)
     if config.bn_recalibration_examples < 1:
         raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
     if not 0.0 < config.lr_decay_rate <= 1.0:
@@ -166,15 +172,58 @@ def _build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: in
     return model
 
 
-def checkpoint_for(model) -> tf.train.Checkpoint:
-    """Checkpoint of every model, optimizer and random-state variable (by position)."""
+class RunRecord(tf.train.experimental.PythonState):
+    """What a run's metrics need besides its variables, saved inside each checkpoint (so that
+    the checkpoint and the record of the steps before it are written as one): the evaluation
+    history, the loss terms of the last step, and the time and number of timed steps so far."""
+
+    def __init__(self):
+        self.history, self.loss_terms, self.train_time, self.timed_steps = [], {}, 0.0, 0
+
+    def serialize(self):
+        return json.dumps({"history": self.history, "loss_terms": self.loss_terms,
+                           "train_time": self.train_time, "timed_steps": self.timed_steps})
+
+    def deserialize(self, string_value):
+        values = json.loads(string_value.numpy() if hasattr(string_value, "numpy") else string_value)
+        self.history, self.loss_terms = values["history"], values["loss_terms"]
+        self.train_time, self.timed_steps = values["train_time"], values["timed_steps"]
+
+
+def checkpoint_for(model, record: RunRecord | None = None) -> tf.train.Checkpoint:
+    """Checkpoint of every model, optimizer and random-state variable (by position), and the
+    run's :class:`RunRecord` (a fresh one if ``record`` is None)."""
     optimizers = [model.optimizer] + list(getattr(model, "extra_optimizers", lambda: [])())
     optimizer_variables = [v for opt in optimizers for v in opt.variables]
     return tf.train.Checkpoint(model_variables=list(model.variables),
-                               optimizer_variables=optimizer_variables)
+                               optimizer_variables=optimizer_variables,
+                               run_record=record if record is not None else RunRecord())
 
 
 # ----- run directory --------------------------------------------------------------
+
+def check_workdir_path(workdir: str) -> None:
+    """ConfigError naming --workdir unless it is (or can be created as) a writable directory.
+    Changes nothing on disk."""
+    if not workdir:
+        raise ConfigError("--workdir must name a directory")
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--workdir={workdir} is a file, not a directory; choose another --workdir")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--workdir={workdir} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir={workdir} is not writable ({existing} does not allow writing); "
+                          f"choose another --workdir")
+
+
+# Config fields that leave a run's results unchanged: a run directory holding a config that
+# differs only in these is the same run (the path that reaches it included).
+RESULT_NEUTRAL_FIELDS = ("workdir", "overwrite", "verbose", "steps_per_execution")
+
 
 def check_workdir(config: Config) -> str:
     """What ``config.workdir`` holds for this config: "new", "resume" (same config)
@@ -186,27 +235,37 @@ def check_workdir(config: Config) -> str:
     with open(path) as f:
         previous = json.load(f)
     current = json.loads(config.to_json())
-    ignored = {"overwrite", "verbose", "steps_per_execution"}  # settings that leave the results unchanged
     differences = sorted(k for k in set(previous) | set(current)
-                         if k not in ignored and previous.get(k) != current.get(k))
+                         if k not in RESULT_NEUTRAL_FIELDS and previous.get(k) != current.get(k))
     if differences and not config.overwrite:
+        details = "; ".join(f"{k}: {previous.get(k)!r} there, {current.get(k)!r} now" for k in differences[:4])
         raise ConfigError(
-            f"--workdir={config.workdir} holds a run with a different config "
-            f"(differs in: {', '.join(differences)}); pass --overwrite to replace it "
-            f"(earlier exports are kept) or choose another --workdir")
+            f"--workdir={config.workdir} holds a run with a different config ({details}). Choose "
+            f"another --workdir, or pass --overwrite to delete that run (its checkpoints and results; "
+            f"earlier exports are kept) and start this one there")
     return "replace" if (differences or config.overwrite) else "resume"
 
 
 def prepare_workdir(config: Config, state: str) -> None:
     """Create the run directory (clearing all but ``export/`` when replacing) and write config.json."""
-    if state == "replace":
-        for name in os.listdir(config.workdir):
-            if name != "export":
-                target = os.path.join(config.workdir, name)
-                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
-    os.makedirs(config.workdir, exist_ok=True)
-    with open(os.path.join(config.workdir, "config.json"), "w") as f:
-        f.write(config.to_json())
+    try:
+        if state == "replace":
+            for name in os.listdir(config.workdir):
+                if name != "export":
+                    target = os.path.join(config.workdir, name)
+                    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+        os.makedirs(config.workdir, exist_ok=True)
+        write_atomically(os.path.join(config.workdir, "config.json"), config.to_json())
+    except OSError as error:
+        raise ConfigError(f"--workdir={config.workdir}: cannot write the run directory: {error}") from error
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
 
 
 def load_run(workdir: str):
@@ -276,11 +335,30 @@ def recalibrate_batch_norm(model, data, config: Config) -> int:
     return layers.recalibrate_batch_norm(networks, data_lib.input_batches(data, indices, config.unlabeled_batch_size))
 
 
+def check_model_finite(model, probe_inputs, step: int) -> None:
+    """TrainingDivergedError unless every weight of the model and the logits of its
+    evaluated networks on ``probe_inputs`` are finite: a checkpoint is only written of a
+    model that still computes numbers (a step whose loss was finite can still leave weights
+    that overflow)."""
+    variables = [v for v in model.variables if keras.backend.is_float_dtype(v.dtype)]
+    if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
+        raise TrainingDivergedError(
+            f"the weights are not finite after step {step}; training stopped. "
+            f"The last good checkpoint is kept in the run directory.")
+    for network in (model.classifier, model.teacher):
+        if network is not None and not bool(tf.reduce_all(tf.math.is_finite(
+                tf.cast(network(probe_inputs, training=False), tf.float32)))):
+            raise TrainingDivergedError(
+                f"the outputs of {network.name} are not finite after step {step} (the weights have "
+                f"blown up); training stopped. The last good checkpoint is kept in the run directory.")
+
+
 def run(config: Config, stop_after: int | None = None) -> dict:
     """Train (or resume) the run described by ``config``; returns the metrics dict.
 
-    ``stop_after``: stop after this many steps of this invocation without a
-    final checkpoint, as a killed process would — used to test resumption.
+    Everything that can be checked from the config and the data is checked before the
+    first file is written.  ``stop_after``: stop after this many steps of this invocation
+    without a final checkpoint, as a killed process would — used to test resumption.
     """
     start_time = time.time()
     config = validate(config)
@@ -296,16 +374,18 @@ def run(config: Config, stop_after: int | None = None) -> dict:
             return json.load(f)
 
     data = data_lib.load(config)  # may still reject the input: before anything is written
+    with strategy.scope():
+        model = build_model(config, data.spec, len(data.x_train))  # rejects networks that do not fit the data
     output_dir = config.workdir if chief else distribution.scratch_dir(config.workdir, strategy)
     if chief:
         prepare_workdir(config, state)
         data.preprocessor.save(os.path.join(config.workdir, "preprocessor.npz"))
-        with open(os.path.join(config.workdir, "data_spec.json"), "w") as f:
-            json.dump({"spec": data.spec.to_dict(), "num_train_examples": int(len(data.x_train))}, f, indent=2)
+        write_atomically(os.path.join(config.workdir, "data_spec.json"),
+                         json.dumps({"spec": data.spec.to_dict(), "num_train_examples": int(len(data.x_train))},
+                                    indent=2))
 
-    with strategy.scope():
-        model = build_model(config, data.spec, len(data.x_train))
-    checkpoint = checkpoint_for(model)
+    record = RunRecord()
+    checkpoint = checkpoint_for(model, record)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, CHECKPOINT_DIR),
                                          max_to_keep=2)
     latest = tf.train.latest_checkpoint(os.path.join(config.workdir, CHECKPOINT_DIR))  # the chief's
@@ -316,6 +396,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         print(f"Resuming {config.workdir} from step {start_step}.")
     else:
         model.initialize_weights(config)
+    probe_inputs = data.preprocessor(np.asarray(data.x_train[data.labeled_indices[:32]]))
 
     # The hook may write files (SCAR's selection records): other workers write them to scratch.
     hook_config = config if chief else config.replace(workdir=output_dir)
@@ -330,15 +411,9 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
     progbar = keras.utils.Progbar(config.train_steps, verbose=config.verbose,
                                   stateful_metrics=list(model.loss_names) + ["loss", "test_error"])
-    last_logs: dict = {}
-    history_path = os.path.join(output_dir, "eval_history.json")
-    history = []
-    if start_step and os.path.exists(history_path):
-        with open(history_path) as f:
-            history = [h for h in json.load(f) if h["step"] <= start_step]
-    train_time, timed_steps = 0.0, 0
     step = start_step
     end_step = config.train_steps if stop_after is None else min(config.train_steps, start_step + stop_after)
+    values: list = list(record.loss_terms.items())
     while step < end_step:
         if model.data_refresh_steps and step > start_step and step % model.data_refresh_steps == 0:
             iterator = make_iterator(step)
@@ -351,11 +426,11 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         logs = {k: float(v) for k, v in logs.items()}
         steps_run = int(steps_run)
         if step > start_step:  # the first call traces and compiles
-            train_time += time.perf_counter() - tick
-            timed_steps += steps_run
+            record.train_time += time.perf_counter() - tick
+            record.timed_steps += steps_run
         step += steps_run
         _check_finite(logs, step)
-        last_logs = logs
+        record.loss_terms = logs
         values = list(logs.items())
         if step % config.log_every == 0 or step == end_step:
             with writer.as_default(step=step):
@@ -365,17 +440,18 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         if step % config.eval_every == 0 and step < config.train_steps:
             test_error = evaluate(model, data, "test", config.eval_batch_size)
             values.append(("test_error", test_error))
-            history.append({"step": step, "test_error": test_error})
+            record.history.append({"step": step, "test_error": test_error})
             with writer.as_default(step=step):
                 tf.summary.scalar("eval/test_error", test_error)
-        progbar.update(step, values=values)
+        if step < config.train_steps:  # the last line shows the final test error (below)
+            progbar.update(step, values=values)
         if step % config.checkpoint_every == 0 or step == config.train_steps:
-            manager.save(checkpoint_number=step)
-            with open(history_path, "w") as f:
-                json.dump(history, f)
+            check_model_finite(model, probe_inputs, step)
+            manager.save(checkpoint_number=step)  # with the record: one write
     writer.flush()
     if step < config.train_steps:
-        return {"train_steps": step, "interrupted": True, "loss_terms": last_logs}
+        progbar.update(step, values=values, finalize=True)
+        return {"train_steps": step, "interrupted": True, "loss_terms": record.loss_terms}
 
     if config.bn_recalibration and recalibrate_batch_norm(model, data, config):
         manager.save(checkpoint_number=step)  # the exported / restored model carries the new statistics
@@ -384,15 +460,16 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         "method": config.method, "dataset": config.dataset, "num_labeled": config.num_labeled,
         "seed": config.seed, "train_steps": step,
         "test_error": evaluate(model, data, "test", config.eval_batch_size),
-        "steps_per_second": (timed_steps / train_time) if train_time > 0 else None,
-        "loss_terms": {k: v for k, v in last_logs.items()},
-        "history": history,
+        "steps_per_second": (record.timed_steps / record.train_time) if record.train_time > 0 else None,
+        "loss_terms": dict(record.loss_terms),
+        "history": list(record.history),
     }
     if data.x_val is not None and len(data.x_val):
         metrics["val_error"] = evaluate(model, data, "val", config.eval_batch_size)
     with writer.as_default(step=step):
         tf.summary.scalar("eval/test_error", metrics["test_error"])
     writer.flush()
+    progbar.update(step, values=values + [("test_error", metrics["test_error"])], finalize=True)
     print(f"test error {metrics['test_error']:.2f} % after {step} steps")
     if not chief:  # the chief writes the run directory's files
         shutil.rmtree(output_dir, ignore_errors=True)
@@ -413,6 +490,5 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         metrics["export_path"] = export.export_run_model(model, data.spec, data.preprocessor,
                                                          os.path.join(config.workdir, "export"))
     metrics["wall_time_s"] = time.time() - start_time
-    with open(metrics_path, "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_atomically(metrics_path, json.dumps(metrics, indent=2))
     return metrics

@@ -297,12 +297,18 @@ def _set_determinism(seed: int):
     tf.config.experimental.enable_op_determinism()
 
 
-def _check_finite(logs: dict, step: int):
+def _kept(checkpoint_dir: str) -> str:
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest is None:
+        return "No checkpoint had been written."
+    return f"The last good checkpoint ({os.path.basename(latest)}) is kept in the run directory."
+
+
+def _check_finite(logs: dict, step: int, checkpoint_dir: str):
     for name, value in logs.items():
         if not math.isfinite(value):
             raise TrainingDivergedError(
-                f"loss term '{name}' is {value} at step {step}; training stopped. "
-                f"The last good checkpoint is kept in the run directory.")
+                f"loss term '{name}' is {value} at step {step}; training stopped. {_kept(checkpoint_dir)}")
 
 
 def steps_to_next_event(step: int, end_step: int, periods, limit: int) -> int:
@@ -335,22 +341,21 @@ def recalibrate_batch_norm(model, data, config: Config) -> int:
     return layers.recalibrate_batch_norm(networks, data_lib.input_batches(data, indices, config.unlabeled_batch_size))
 
 
-def check_model_finite(model, probe_inputs, step: int) -> None:
+def check_model_finite(model, probe_inputs, step: int, checkpoint_dir: str) -> None:
     """TrainingDivergedError unless every weight of the model and the logits of its
     evaluated networks on ``probe_inputs`` are finite: a checkpoint is only written of a
     model that still computes numbers (a step whose loss was finite can still leave weights
     that overflow)."""
     variables = [v for v in model.variables if keras.backend.is_float_dtype(v.dtype)]
     if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
-        raise TrainingDivergedError(
-            f"the weights are not finite after step {step}; training stopped. "
-            f"The last good checkpoint is kept in the run directory.")
+        raise TrainingDivergedError(f"the weights are not finite after step {step}; training stopped. "
+                                    f"{_kept(checkpoint_dir)}")
     for network in (model.classifier, model.teacher):
         if network is not None and not bool(tf.reduce_all(tf.math.is_finite(
                 tf.cast(network(probe_inputs, training=False), tf.float32)))):
             raise TrainingDivergedError(
                 f"the outputs of {network.name} are not finite after step {step} (the weights have "
-                f"blown up); training stopped. The last good checkpoint is kept in the run directory.")
+                f"blown up); training stopped. {_kept(checkpoint_dir)}")
 
 
 def run(config: Config, stop_after: int | None = None) -> dict:
@@ -414,40 +419,45 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     step = start_step
     end_step = config.train_steps if stop_after is None else min(config.train_steps, start_step + stop_after)
     values: list = list(record.loss_terms.items())
-    while step < end_step:
-        if model.data_refresh_steps and step > start_step and step % model.data_refresh_steps == 0:
-            iterator = make_iterator(step)
-        periods = (config.log_every, config.eval_every, config.checkpoint_every, model.data_refresh_steps)
-        count = steps_to_next_event(step, end_step, periods, config.steps_per_execution)
-        tick = time.perf_counter()
-        # Up to ``count`` steps in one call; fewer only if a step's logs are not finite (then
-        # ``logs`` are that step's, and _check_finite below stops training at it).
-        logs, steps_run = train_function(iterator, tf.constant(count, tf.int32))
-        logs = {k: float(v) for k, v in logs.items()}
-        steps_run = int(steps_run)
-        if step > start_step:  # the first call traces and compiles
-            record.train_time += time.perf_counter() - tick
-            record.timed_steps += steps_run
-        step += steps_run
-        _check_finite(logs, step)
-        record.loss_terms = logs
-        values = list(logs.items())
-        if step % config.log_every == 0 or step == end_step:
-            with writer.as_default(step=step):
-                for name, value in logs.items():
-                    tf.summary.scalar(f"train/{name}", value)
-                tf.summary.scalar("train/learning_rate", float(model.optimizer.learning_rate))
-        if step % config.eval_every == 0 and step < config.train_steps:
-            test_error = evaluate(model, data, "test", config.eval_batch_size)
-            values.append(("test_error", test_error))
-            record.history.append({"step": step, "test_error": test_error})
-            with writer.as_default(step=step):
-                tf.summary.scalar("eval/test_error", test_error)
-        if step < config.train_steps:  # the last line shows the final test error (below)
-            progbar.update(step, values=values)
-        if step % config.checkpoint_every == 0 or step == config.train_steps:
-            check_model_finite(model, probe_inputs, step)
-            manager.save(checkpoint_number=step)  # with the record: one write
+    try:
+        while step < end_step:
+            if model.data_refresh_steps and step > start_step and step % model.data_refresh_steps == 0:
+                iterator = make_iterator(step)
+            periods = (config.log_every, config.eval_every, config.checkpoint_every, model.data_refresh_steps)
+            count = steps_to_next_event(step, end_step, periods, config.steps_per_execution)
+            tick = time.perf_counter()
+            # Up to ``count`` steps in one call; fewer only if a step's logs are not finite (then
+            # ``logs`` are that step's, and _check_finite below stops training at it).
+            logs, steps_run = train_function(iterator, tf.constant(count, tf.int32))
+            logs = {k: float(v) for k, v in logs.items()}
+            steps_run = int(steps_run)
+            if step > start_step:  # the first call traces and compiles
+                record.train_time += time.perf_counter() - tick
+                record.timed_steps += steps_run
+            step += steps_run
+            _check_finite(logs, step, manager.directory)
+            record.loss_terms = logs
+            values = list(logs.items())
+            if step % config.log_every == 0 or step == end_step:
+                with writer.as_default(step=step):
+                    for name, value in logs.items():
+                        tf.summary.scalar(f"train/{name}", value)
+                    tf.summary.scalar("train/learning_rate", float(model.optimizer.learning_rate))
+            if step % config.eval_every == 0 and step < config.train_steps:
+                test_error = evaluate(model, data, "test", config.eval_batch_size)
+                values.append(("test_error", test_error))
+                record.history.append({"step": step, "test_error": test_error})
+                with writer.as_default(step=step):
+                    tf.summary.scalar("eval/test_error", test_error)
+            if step < config.train_steps:  # the last line shows the final test error (below)
+                progbar.update(step, values=values)
+            if step % config.checkpoint_every == 0 or step == config.train_steps:
+                check_model_finite(model, probe_inputs, step, manager.directory)
+                manager.save(checkpoint_number=step)  # with the record: one write
+    except TrainingDivergedError:
+        if config.verbose:
+            print()  # end the progress bar's line before the error
+        raise
     writer.flush()
     if step < config.train_steps:
         progbar.update(step, values=values, finalize=True)

@@ -129,6 +129,9 @@ DATASET_DEFAULTS = {
     # image augmentation.
     "vectors": dict(network="mlp", mlp_widths=MLP_WIDTHS, zca=False, augment_translate=0,
                     augment_flip=False, dropout=0.0),
+    # sklearn's 8x8 digits (data.DIGITS): 50 labels, the LeNet-style CNN.
+    "digits": dict(network="lenet", num_labeled=50, train_steps=3000, zca=False, augment_translate=2,
+                   augment_flip=False, learning_rate=1e-3, dropout=0.5),
     "mnist": dict(network="mlp", mlp_widths=MLP_WIDTHS, num_labeled=100,
                   train_steps=12000, zca=False, augment_translate=0, augment_flip=False,
                   learning_rate=2e-3, dropout=0.0),

@@ -50,6 +50,13 @@ import tensorflow as tf
 from tf_advssl.config import ConfigError
 
 SYNTHETIC_DATASETS = ("two_circles", "moons")
+# sklearn's 8x8 handwritten digits (load_digits, 1797 images of 10 classes, pixel values
+# 0..16 scaled to 0..255): a real image set that needs no download.  The train/test split
+# is fixed (DIGITS_TEST_SIZE images, stratified by class, seed DIGITS_SPLIT_SEED) and does
+# not depend on --split_seed, which draws the labeled subset as for any other set.
+DIGITS = "digits"
+DIGITS_TEST_SIZE = 400
+DIGITS_SPLIT_SEED = 0
 STANDARD_TFDS_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
 NPZ_PREFIX = "npz:"
 FOLDER_PREFIX = "folder:"
@@ -69,7 +76,7 @@ LABELED_STREAM_OFFSET = 0
 UNLABELED_STREAM_OFFSET = 2 ** 40
 
 _ALLOWED_DATASETS_TEXT = (
-    f"{', '.join(SYNTHETIC_DATASETS + STANDARD_TFDS_DATASETS)}, any other tensorflow-datasets "
+    f"{', '.join(SYNTHETIC_DATASETS + (DIGITS,) + STANDARD_TFDS_DATASETS)}, any other tensorflow-datasets "
     f"image-classification builder, {NPZ_PREFIX}PATH or {FOLDER_PREFIX}PATH")
 
 
@@ -324,6 +331,8 @@ class SSLData:
 def _dataset_kind(name: str) -> str:
     if name in SYNTHETIC_DATASETS:
         return "synthetic"
+    if name == DIGITS:
+        return "digits"
     if name.startswith(NPZ_PREFIX):
         return "npz"
     if name.startswith(FOLDER_PREFIX):
@@ -425,6 +434,8 @@ def describe(config) -> InputInfo:
         is_image = dtype == np.uint8 and len(shape) in (3, 4)
         input_shape = (shape[1:] if len(shape) == 4 else shape[1:] + (1,)) if is_image else shape[1:]
         return InputInfo(is_image, tuple(int(n) for n in input_shape), int(shape[0]))
+    if kind == "digits":
+        return InputInfo(True, (8, 8, 1), 1797 - DIGITS_TEST_SIZE)
     if kind == "folder":
         return InputInfo(True)
     if name in STANDARD_TFDS_DATASETS and name in _STANDARD_SHAPES:
@@ -486,7 +497,7 @@ def load(config) -> SSLData:
     """
     validate(config)
     kind = _dataset_kind(config.dataset)
-    loader = {"synthetic": _load_synthetic, "tfds": _load_tfds,
+    loader = {"synthetic": _load_synthetic, "digits": _load_digits, "tfds": _load_tfds,
               "npz": _load_npz, "folder": _load_folder}[kind]
     spec, x_train, y_train, x_test, y_test = loader(config)
     for key, x in (("x_train", x_train), ("x_test", x_test)):
@@ -561,6 +572,33 @@ def _load_synthetic(config):
     x_train, y_train = make(config.num_train_synthetic, config.split_seed)
     x_test, y_test = make(config.num_test_synthetic, config.split_seed + 10_000)
     return _vector_spec(config.dataset, (2,), 2), x_train, y_train, x_test, y_test
+
+
+def load_digits_arrays():
+    """(x_train, y_train, x_test, y_test) of the ``digits`` set: uint8 (N, 8, 8, 1) images
+    (sklearn's 0..16 values times 255/16, rounded) and int64 labels, split as DIGITS_* say."""
+    from sklearn import datasets as sk_datasets
+    digits = sk_datasets.load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    rng = np.random.RandomState(DIGITS_SPLIT_SEED)
+    test = np.zeros(len(labels), bool)
+    classes = np.unique(labels)
+    for c in classes:  # stratified: each class gives its share of the test set
+        members = np.flatnonzero(labels == c)
+        share = int(round(DIGITS_TEST_SIZE * len(members) / len(labels)))
+        test[rng.choice(members, share, replace=False)] = True
+    extra = DIGITS_TEST_SIZE - int(test.sum())  # rounding: take or give back a few at random
+    if extra > 0:
+        test[rng.choice(np.flatnonzero(~test), extra, replace=False)] = True
+    elif extra < 0:
+        test[rng.choice(np.flatnonzero(test), -extra, replace=False)] = False
+    return images[~test], labels[~test], images[test], labels[test]
+
+
+def _load_digits(config):
+    x_train, y_train, x_test, y_test = load_digits_arrays()
+    return _image_spec(DIGITS, x_train.shape[1:], 10), x_train, y_train, x_test, y_test
 
 
 def _check_image_classification(builder, name: str):

@@ -164,13 +164,39 @@ def dataset_family(dataset: str, inputs=None) -> str:
     return "vectors" if inputs is not None and not inputs.is_image else "default"
 
 
+# Images the library has no entry for: random translations of this fraction of the shorter
+# image side (2 pixels of MNIST's 28, as the VAT and MixMatch papers), at least one pixel.
+TRANSLATE_FRACTION = 2.0 / 28.0
+
+
+def _scale_to_data(config: Config, family: str, inputs, defaulted: set) -> dict:
+    """Defaults that depend on the size of the data, for the fields in ``defaulted`` (filled
+    from the tables, not set by the user): batches no larger than the labeled set (a labeled
+    batch larger than it repeats examples within the batch) and the training set, and, for
+    images the library has no entry for, translations in proportion to the image side."""
+    changes = {}
+    if "batch_size" in defaulted and config.num_labeled is not None and config.batch_size > config.num_labeled:
+        changes["batch_size"] = int(config.num_labeled)
+    num_train = getattr(inputs, "num_train", None)
+    if num_train is not None and config.validation_size:
+        num_train -= config.validation_size
+    if ("unlabeled_batch_size" in defaulted and num_train is not None and num_train > 0
+            and config.unlabeled_batch_size > num_train):
+        changes["unlabeled_batch_size"] = int(num_train)
+    shape = getattr(inputs, "input_shape", None)
+    if family == "default" and "augment_translate" in defaulted and shape is not None and len(shape) == 3:
+        changes["augment_translate"] = max(1, int(round(min(shape[0], shape[1]) * TRANSLATE_FRACTION)))
+    return changes
+
+
 def resolve(config: Config, inputs=None) -> Config:
     """Fill every ``None`` field with the method's run defaults (``config_defaults`` of its
     class, e.g. FixMatch's batch sizes, then its ``dataset_config_defaults`` for this
     dataset, e.g. FM-GAN's MNIST discriminator), else the network's (``NETWORK_DEFAULTS``
     of the resolved --network), else the dataset default; returns a new Config.
-    ``inputs``: the data's ``data.InputInfo`` where known (feature vectors that the
-    library has no entry for take the "vectors" defaults)."""
+    ``inputs``: the data's ``data.InputInfo`` where known: feature vectors that the
+    library has no entry for take the "vectors" defaults, and batch sizes and (for images
+    it has no entry for) translations scale with the data (``_scale_to_data``)."""
     from tf_advssl import methods  # late: methods import this module
 
     family = dataset_family(config.dataset, inputs)
@@ -188,6 +214,8 @@ def resolve(config: Config, inputs=None) -> Config:
     for name, value in defaults.items():
         if getattr(config, name, None) is None:
             changes[name] = value
+    scaled = _scale_to_data(config.replace(**changes), family, inputs, set(changes))
+    changes.update(scaled)
     resolved = config.replace(**changes)
     if resolved.mlp_widths is None:
         resolved = resolved.replace(mlp_widths=MLP_WIDTHS)

@@ -124,7 +124,8 @@ def run_all(jobs):
                 job = futures[future]
                 code, seconds = future.result()
                 metrics = metrics_of(*job)
-                status = f"{metrics['test_error']:.2f} %" if metrics else f"exit code {code}, see {workdir_of(*job)}.log"
+                kind = "validation" if flags.FLAGS.validation_size else "test"
+                status = f"{kind} error {error_of(metrics):.2f} %" if metrics else f"exit code {code}, see {workdir_of(*job)}.log"
                 print(f"done ({seconds:.0f} s): {job[0]} {job[1]} seed {job[2]}: {status}", flush=True)
 
 

@@ -108,6 +108,7 @@ def test_only_the_encoder_pursues_the_adversarial_loss():
 
 @pytest.mark.parametrize("entmin", [False, True])
 def test_classifier_batch_norm_moves_only_with_the_clean_labeled_batch(entmin):
+    keras.utils.set_random_seed(0)
     rng = np.random.RandomState(4)
     classifier = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, name="hidden"),
                                    BatchNormalization(momentum=0.9, name="bn"), keras.layers.Dense(2)])

@@ -144,6 +144,7 @@ def test_the_teacher_receives_no_gradient_only_the_ema(pairs):
 def test_batch_norm_statistics_of_the_student_pass_and_the_teacher_uses_batch_statistics(joint_batch):
     """Joint (default): the moving mean moves with the labeled AND mixed rows of one pass;
     separate passes: with the clean labeled batch only.  The teacher never moves them."""
+    keras.utils.set_random_seed(0)
     rng = np.random.RandomState(7)
     classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
                                    BatchNormalization(momentum=0.9, name="bn"), keras.layers.Dense(3)])
@@ -168,7 +169,12 @@ def test_batch_norm_statistics_of_the_student_pass_and_the_teacher_uses_batch_st
 
 
 def test_joint_pass_normalises_the_labeled_rows_with_the_mixed_rows():
-    """With batch norm, the labeled NLL of the joint pass depends on the unlabeled batch."""
+    """With batch norm, the labeled NLL of the joint pass depends on the unlabeled batch.
+
+    The weights are seeded: the shift moves the labeled logits by O(1) under any
+    initialisation, but the batch-mean NLL can nearly cancel (Keras global seed 162: per-row
+    changes +0.44, -0.34, -1.19, +1.09 average to 8e-4 < 1e-3); at seed 0 it moves by 0.11."""
+    keras.utils.set_random_seed(0)
     classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
                                    BatchNormalization(name="bn"), keras.layers.Dense(3)])
     rng = np.random.RandomState(8)
@@ -181,7 +187,7 @@ def test_joint_pass_normalises_the_labeled_rows_with_the_mixed_rows():
         nll[joint_batch] = [float(model.compute_losses(x_l, y_l, shift + x_u, idx_u)["loss_nll"])
                             for shift in (0.0, 3.0)]
     assert nll[False][0] == pytest.approx(nll[False][1], rel=1e-6)
-    assert abs(nll[True][0] - nll[True][1]) > 1e-3
+    assert abs(nll[True][0] - nll[True][1]) > 1e-3, nll
 
 
 def test_mixing_coefficient_is_beta_distributed():

@@ -103,9 +103,12 @@ def test_vat_gradient_flows_through_perturbed_branch_only():
     np.testing.assert_allclose(new_b, bias - delta.sum(axis=0), atol=1e-5)
 
 
-def bn_classifier():
-    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
-                             BatchNormalization(momentum=0.9, name="bn"), keras.layers.Dense(2)])
+def bn_classifier(seed=0):
+    """Dense-BN-Dense with seeded kernels (the result must not depend on the global Keras seed)."""
+    init = keras.initializers.GlorotUniform
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden", kernel_initializer=init(seed)),
+                             BatchNormalization(momentum=0.9, name="bn"),
+                             keras.layers.Dense(2, kernel_initializer=init(seed + 1))])
 
 
 @pytest.mark.parametrize("method", ["vat", "at"])

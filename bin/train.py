@@ -1,6 +1,6 @@
 """Train a semi-supervised classifier.
 
-    python bin/train.py                       # VAT on Two Circles, ~1 minute, no download
+    python bin/train.py                       # VAT on Two Circles, no download
     python bin/train.py --method=vat --dataset=mnist --tfds_manual_dir=../shared/datasets/mnist \
         --workdir=/tmp/vat_mnist
 

@@ -645,3 +645,24 @@ def test_recalibration_without_batch_norm_changes_nothing():
     assert advssl_layers.recalibrate_batch_norm(model, [_rand((4, 3))]) == 0
     for b, w in zip(before, model.weights):
         np.testing.assert_array_equal(b, w.numpy())
+
+
+def test_recalibration_describes_inference_inputs_with_dropout_and_noise_off():
+    """Statistics of dropped-out (or noised) activations would not match inference, where
+    dropout and noise are off; the re-estimation sees what inference sees."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4, use_bias=False, name="dense")(inputs)
+    h = keras.layers.Dropout(0.5, seed=1, name="dropout")(h)
+    h = keras.layers.GaussianNoise(0.9, seed=2, name="noise")(h)
+    outputs = advssl_layers.BatchNormalization(name="bn")(h)
+    model = keras.Model(inputs, outputs)
+    batches = [_rand((8, 3), seed=5), _rand((8, 3), seed=6)]
+    kernel = model.get_layer("dense").kernel.numpy().astype(np.float64)
+    expected_mean = np.mean([(x @ kernel).mean(0) for x in batches], 0)
+    expected_var = np.mean([(x @ kernel).var(0) for x in batches], 0)
+    assert advssl_layers.recalibrate_batch_norm(model, batches) == 2
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), expected_mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), expected_var, rtol=1e-4, atol=1e-6)
+    assert model.get_layer("dropout").rate == 0.5 and model.get_layer("noise").stddev == 0.9  # restored

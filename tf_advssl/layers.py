@@ -81,6 +81,8 @@ def recalibrate_batch_norm(models, batches) -> int:
     unlabeled data, and every moving mean / variance becomes the average of the batch
     statistics over all batches (a cumulative average: momentum n/(n+1) for batch n),
     replacing the exponential average of the labeled batches seen during training.
+    Dropout and noise layers are off during these passes (``noise_off``): at inference they
+    are off, and statistics of dropped-out activations would not describe its inputs.
     ``batches``: an iterable of input batches (model space).  Returns the number of
     batches used; models without batch norm are left untouched (0, ``batches`` unread)."""
     per_model = [(m, [layer for layer in batch_norm_layers(m) if layer.trainable and not layer.renorm])
@@ -91,17 +93,48 @@ def recalibrate_batch_norm(models, batches) -> int:
         return 0
     momenta = [layer.momentum for layer in layers]
     count = 0
-    try:
-        for x in batches:
-            for layer in layers:  # read at call time: eager calls see each batch's value
-                layer.momentum = count / (count + 1.0)
-            for model in models:
-                model(x, training=True)
-            count += 1
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
+    with noise_off(models):
+        try:
+            for x in batches:
+                for layer in layers:  # read at call time: eager calls see each batch's value
+                    layer.momentum = count / (count + 1.0)
+                for model in models:
+                    model(x, training=True)
+                count += 1
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
     return count
+
+
+# The layers whose training-mode call adds noise, and the attribute that turns it off (Keras
+# reads it at call time: ``if training and self.rate > 0``).
+NOISE_LAYERS = ((keras.layers.Dropout, "rate"), (keras.layers.GaussianDropout, "rate"),
+                (keras.layers.AlphaDropout, "rate"), (keras.layers.GaussianNoise, "stddev"))
+
+
+@contextlib.contextmanager
+def noise_off(models):
+    """Within this context (eager calls), the dropout and noise layers of ``models`` add no
+    noise in training mode, so that a training-mode pass differs from inference only in batch
+    norm using batch statistics: what re-estimated statistics must describe."""
+    changed = []
+
+    def walk(layer):
+        for layer_type, attribute in NOISE_LAYERS:
+            if isinstance(layer, layer_type) and getattr(layer, attribute):
+                changed.append((layer, attribute, getattr(layer, attribute)))
+                setattr(layer, attribute, 0.0)
+        for child in getattr(layer, "layers", []) or []:
+            walk(child)
+
+    try:
+        for model in models:
+            walk(model)
+        yield
+    finally:
+        for layer, attribute, value in changed:
+            setattr(layer, attribute, value)
 
 # ---------------------------------------------------------------------------
 # Weight normalisation (Salimans & Kingma, 2016).

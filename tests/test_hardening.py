@@ -283,3 +283,23 @@ def test_final_progress_line_shows_the_final_test_error(tmp_path, capsys):
     assert metrics["history"][-1]["test_error"] != metrics["test_error"]  # else the test could not fail
     lines = [line for line in capsys.readouterr().out.replace("\r", "\n").splitlines() if "test_error" in line]
     assert lines[-1].rstrip().endswith(f"test_error: {metrics['test_error']:.4f}")
+
+
+def test_bn_re_estimation_sees_the_training_augmentation(tmp_path):
+    """The statistics describe the inputs the weights were fitted to: augmented ones."""
+    config = training.validate(tiny_config(tmp_path / "run", bn_recalibration_examples=64,
+                                           unlabeled_batch_size=32))
+    data = training.data_lib.load(config)
+    network = keras.Sequential([keras.Input((2,)), training.layers.BatchNormalization()])
+
+    class Model:
+        classifier, teacher = network, None
+
+        @staticmethod
+        def augment(x):
+            return x + 100.0
+
+    assert training.recalibrate_batch_norm(Model, data, config) == 2
+    indices = np.random.default_rng(config.seed + 7).permutation(len(data.x_train))[:64]
+    expected = np.asarray(data.x_train)[indices].mean(0) + 100.0
+    np.testing.assert_allclose(network.layers[0].moving_mean.numpy(), expected, rtol=1e-5)

@@ -179,15 +179,17 @@ class RunRecord(tf.train.experimental.PythonState):
 
     def __init__(self):
         self.history, self.loss_terms, self.train_time, self.timed_steps = [], {}, 0.0, 0
+        self.recalibrated = False  # the batch-norm statistics were re-estimated after training
 
     def serialize(self):
-        return json.dumps({"history": self.history, "loss_terms": self.loss_terms,
-                           "train_time": self.train_time, "timed_steps": self.timed_steps})
+        return json.dumps({"history": self.history, "loss_terms": self.loss_terms, "train_time": self.train_time,
+                           "timed_steps": self.timed_steps, "recalibrated": self.recalibrated})
 
     def deserialize(self, string_value):
         values = json.loads(string_value.numpy() if hasattr(string_value, "numpy") else string_value)
         self.history, self.loss_terms = values["history"], values["loss_terms"]
         self.train_time, self.timed_steps = values["train_time"], values["timed_steps"]
+        self.recalibrated = values.get("recalibrated", False)
 
 
 def checkpoint_for(model, record: RunRecord | None = None) -> tf.train.Checkpoint:
@@ -334,11 +336,15 @@ def recalibrate_batch_norm(model, data, config: Config) -> int:
     the EMA teacher if it exists) on ``bn_recalibration_examples`` training inputs drawn
     with ``config.seed``, in batches of ``unlabeled_batch_size``, one pass for both
     (``layers.recalibrate_batch_norm``; the official VAT code does this at the end of
-    MNIST training).  Returns the batches used (0: no batch norm, no data read)."""
+    MNIST training).  The inputs go through the run's training augmentation (translations,
+    flips): the statistics must describe the inputs the later layers were fitted to, and on
+    a network trained with translations, statistics of untranslated images doubled the
+    error (docs/defaults.md).  Returns the batches used (0: no batch norm, no data read)."""
     num = len(data.x_train)
     indices = np.random.default_rng(config.seed + 7).permutation(num)[:min(num, config.bn_recalibration_examples)]
     networks = [n for n in (model.classifier, model.teacher) if n is not None]
-    return layers.recalibrate_batch_norm(networks, data_lib.input_batches(data, indices, config.unlabeled_batch_size))
+    batches = data_lib.input_batches(data, indices, config.unlabeled_batch_size)
+    return layers.recalibrate_batch_norm(networks, (model.augment(x) for x in batches))
 
 
 def check_model_finite(model, probe_inputs, step: int, checkpoint_dir: str) -> None:
@@ -463,7 +469,8 @@ def run(config: Config, stop_after: int | None = None) -> dict:
         progbar.update(step, values=values, finalize=True)
         return {"train_steps": step, "interrupted": True, "loss_terms": record.loss_terms}
 
-    if config.bn_recalibration and recalibrate_batch_norm(model, data, config):
+    if config.bn_recalibration and not record.recalibrated and recalibrate_batch_norm(model, data, config):
+        record.recalibrated = True
         manager.save(checkpoint_number=step)  # the exported / restored model carries the new statistics
 
     metrics = {

@@ -101,6 +101,7 @@ def metrics_of(dataset, row, seed):
 
 def train(args, log_path):
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    print("start:", shlex.join(args[1:]), flush=True)
     tick = time.time()
     with open(log_path, "a") as log:
         code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -116,10 +117,7 @@ def run_all(jobs):
         with concurrent.futures.ThreadPoolExecutor(flags.FLAGS.parallel) as pool:
             futures = {}
             for job in wave:
-                args = command(*job)
-                log = os.path.join(workdir_of(*job) + ".log")
-                print("start:", shlex.join(args[1:]), flush=True)
-                futures[pool.submit(train, args, log)] = job
+                futures[pool.submit(train, command(*job), workdir_of(*job) + ".log")] = job
             for future in concurrent.futures.as_completed(futures):
                 job = futures[future]
                 code, seconds = future.result()

@@ -71,3 +71,11 @@ def test_validate_resolves_unknown_vectors_to_an_mlp_without_augmentation(tmp_pa
     config = training.validate(Config(dataset=f"npz:{tmp_path / 'v.npz'}", num_labeled=10,
                                       workdir=str(tmp_path / "run")))
     assert config.network == "mlp" and config.augment_translate == 0 and config.batch_size == 10
+
+
+def test_mixmatch_ramp_up_is_forty_percent_of_short_runs_and_the_papers_at_full_length():
+    from tf_advssl.methods.mixmatch import MixMatchParams, rampup_steps
+    params = MixMatchParams()
+    assert rampup_steps(params, 3000) == 1200
+    assert rampup_steps(params, 2 ** 20) == 16384
+    assert rampup_steps(MixMatchParams(mixmatch_rampup=1 / 64), 3000) == 47

@@ -46,7 +46,7 @@ import keras
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl import losses
+from tf_advssl import layers, losses
 from tf_advssl.config import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -248,12 +248,10 @@ def replica_mean(value):
 def synchronize_batch_norm(model) -> int:
     """Make every BatchNormalization layer in ``model`` compute its batch statistics
     over all replicas (Keras ``synchronized=True``). Returns the number of layers."""
-    count = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = True
-            count += 1
-    return count
+    found = layers.batch_norm_layers(model)
+    for layer in found:
+        layer.synchronized = True
+    return len(found)
 
 
 def cluster_config(hosts, task_type: str, task_id: int) -> str:

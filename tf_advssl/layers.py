@@ -44,7 +44,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         inputs = ops.cast(inputs, compute_dtype)
-        mean, variance = self._moments(inputs, mask)
+        rank = len(inputs.shape)
+        axes = [i for i in range(rank) if i != self.axis % rank]
+        mean, variance = ops.moments(inputs, axes=axes, synchronized=self.synchronized)
         outputs = ops.batch_normalization(
             x=inputs,
             mean=mean,

@@ -43,3 +43,14 @@ def error_count(labels, logits):
     """Per-example 1.0 where argmax(logits) != labels."""
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
     return tf.cast(tf.not_equal(predicted, tf.cast(labels, tf.int64)), tf.float32)
+
+
+def scale_for_replicas(loss):
+    """``loss / num_replicas_in_sync`` under a tf.distribute strategy with several replicas,
+    else ``loss``: each replica's gradient of its slice's mean loss then sums (the
+    optimizer's all-reduce) to the gradient of the global batch mean, as in Keras' own
+    ``Model.train_step``."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return loss
+    return loss * tf.cast(1.0 / replicas, loss.dtype)

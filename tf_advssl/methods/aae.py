@@ -42,7 +42,6 @@ from typing import ClassVar
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
@@ -55,7 +54,7 @@ def minimize(optimizer, variables, loss_fn):
     the loss and distribution scaling of the base train_step; returns the loss."""
     with tf.GradientTape() as tape:
         loss = loss_fn()
-        scaled_loss = optimizer.scale_loss(scale_loss_for_distribution(loss))
+        scaled_loss = optimizer.scale_loss(losses.scale_for_replicas(loss))
     gradients = tape.gradient(scaled_loss, variables)
     optimizer.apply_gradients(zip(gradients, variables))
     return loss

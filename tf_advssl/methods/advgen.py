@@ -47,7 +47,6 @@ from typing import ClassVar
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
@@ -142,8 +141,8 @@ class AdvGen(SSLModel):
         variables = self.generator_variables()
         with tf.GradientTape(persistent=True) as tape:
             loss_adv, loss_reconst = self.adversarial_terms(x_unlabeled, logits_clean, self.generate(x_unlabeled))
-            scaled_adv = optimizer.scale_loss(scale_loss_for_distribution(p.advgen_alpha * loss_adv))
-            scaled_reconst = optimizer.scale_loss(scale_loss_for_distribution(p.advgen_lambda * loss_reconst))
+            scaled_adv = optimizer.scale_loss(losses.scale_for_replicas(p.advgen_alpha * loss_adv))
+            scaled_reconst = optimizer.scale_loss(losses.scale_for_replicas(p.advgen_lambda * loss_reconst))
         adv_gradients = tape.gradient(scaled_adv, encoder_variables)
         reconst_gradients = tape.gradient(scaled_reconst, variables)
         del tape
@@ -189,7 +188,7 @@ class AdvGen(SSLModel):
             terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, None, logits_clean)
             weights = self.loss_weights()
             loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
-            scaled_loss = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
+            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         return terms, loss

@@ -23,7 +23,6 @@ from typing import ClassVar, Optional
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
@@ -266,7 +265,7 @@ class SSLModel(keras.Model):
             terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, idx_unlabeled)
             weights = self.loss_weights()
             loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
-            scaled_loss = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
+            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.after_update()

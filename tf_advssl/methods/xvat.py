@@ -77,7 +77,6 @@ from typing import ClassVar
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
@@ -312,7 +311,7 @@ class XVAT(SSLModel):
             terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, rows)
             weights = self.loss_weights()
             loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
-            scaled_loss = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
+            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
         gradients = tape.gradient(scaled_loss, classifier_variables + alpha_variables)
         num_classifier = len(classifier_variables)
         self.optimizer.apply_gradients(zip(gradients[:num_classifier], classifier_variables))

@@ -11,6 +11,8 @@ otherwise its defaults; seed k is ``--seed=k --split_seed=k``.  ``scar`` is a ro
 SCAR on top of the finished ``vat`` run of the same seed, for BUDGETS' steps again.  Runs are
 ``bin/train.py`` processes with their own run directory under --runs_dir, so running the same
 command again reuses the finished runs and resumes interrupted ones; --parallel runs at once.
+Each finished run's config.json and metrics.json are copied under --results_dir
+(docs/benchmarks/runs, committed), so the matrix also resumes on another machine.
 The markdown table (mean ± std over seeds, the per-seed numbers, the change relative to
 supervised) goes to --output with the command, the machine and the CPU time it took.
 With --validation_size > 0 the runs hold out a validation split and the table reports the
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -50,6 +53,9 @@ flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds (seed k: --seed=k --split_see
 flags.DEFINE_integer("parallel", 3, "Trainings at once.")
 flags.DEFINE_integer("validation_size", 0, "> 0: hold out a validation split and report its error.")
 flags.DEFINE_string("runs_dir", "/tmp/tf_advssl_matrix", "Run directories (reused when run again).")
+flags.DEFINE_string("results_dir", os.path.join(ROOT, "docs", "benchmarks", "runs"),
+                    "Where each finished run's config.json and metrics.json are copied (committed: a run "
+                    "found there is finished, on this machine or another).")
 flags.DEFINE_string("output", None, "Markdown table (default docs/benchmarks/matrix.md, or "
                                     "docs/benchmarks/matrix_validation.md with --validation_size).")
 flags.DEFINE_string("data_dir", "/tmp/tfds", "tfds data directory (mnist).")
@@ -91,11 +97,25 @@ def command(dataset, row, seed):
     return args
 
 
+def result_dir_of(dataset, row, seed):
+    return os.path.join(flags.FLAGS.results_dir, os.path.relpath(workdir_of(dataset, row, seed),
+                                                                 flags.FLAGS.runs_dir))
+
+
 def metrics_of(dataset, row, seed):
-    path = os.path.join(workdir_of(dataset, row, seed), "metrics.json")
-    if not os.path.exists(path):
+    """The metrics of a finished run: from --results_dir, else from its run directory (then
+    copied, with its config, into --results_dir)."""
+    kept = os.path.join(result_dir_of(dataset, row, seed), "metrics.json")
+    if os.path.exists(kept):
+        with open(kept) as f:
+            return json.load(f)
+    workdir = workdir_of(dataset, row, seed)
+    if not os.path.exists(os.path.join(workdir, "metrics.json")):
         return None
-    with open(path) as f:
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    for name in ("config.json", "metrics.json"):
+        shutil.copyfile(os.path.join(workdir, name), os.path.join(os.path.dirname(kept), name))
+    with open(kept) as f:
         return json.load(f)
 
 

@@ -27,7 +27,7 @@ def test_train_then_export_on_two_circles(tmp_path):
     config = json.loads((workdir / "config.json").read_text())
     assert config["method"] == "vat" and config["method_params"]["vat_eps"] == 0.5
     assert config["method_params"]["vat_xi"] == 0.0  # Two Circles default: exact power iteration
-    assert config["noise"] == 0.01 and config["unlabeled_batch_size"] == 1500
+    assert config["noise"] == 0.01 and config["unlabeled_batch_size"] == 300  # the whole training set
     for name in ("decision_boundary.png", "export/1/saved_model.pb", "checkpoints/checkpoint"):
         assert (workdir / name).exists(), name
 

@@ -12,21 +12,11 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import export, robustness, training
-from tf_advssl.config import Config, ConfigError
+from tf_advssl.config import ConfigError
+
+from test_training import comparable, tiny_config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(workdir, **changes):
-    values = dict(workdir=str(workdir), train_steps=24, checkpoint_every=8, eval_every=12, log_every=4,
-                  verbose=0, num_train_synthetic=200, num_test_synthetic=100, unlabeled_batch_size=32,
-                  mlp_widths=(16, 8), export=False)
-    values.update(changes)
-    return Config(**values)
-
-
-def comparable(metrics):
-    return {k: v for k, v in metrics.items() if k not in ("wall_time_s", "steps_per_second", "export_path")}
 
 
 def vectors_npz(path, x_train=None, x_test=None, seed=0):

@@ -1,4 +1,4 @@
-"""Per-batch time of data._index_stream against the element-wise version it replaced.
+"""Per-batch time of data.index_stream against the element-wise version it replaced.
 
     python benchmarks/index_stream.py [--batches 2000]
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from tf_advssl.data import _index_stream
+from tf_advssl.data import index_stream
 
 
 def element_wise_index_stream(num_items, batch_size, seed, stream_offset, start_step):
@@ -48,12 +48,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     for n, b in ((1500, 1500), (60000, 128)):
-        for a, c in zip(_index_stream(n, b, 0, 1, 0).take(600), element_wise_index_stream(n, b, 0, 1, 0).take(600)):
+        for a, c in zip(index_stream(n, b, 0, 1, 0).take(600), element_wise_index_stream(n, b, 0, 1, 0).take(600)):
             np.testing.assert_array_equal(a.numpy(), c.numpy())
         old, new = [], []
         for _ in range(args.repeats):
             old.append(per_batch_ms(element_wise_index_stream(n, b, 0, 1, 0), args.batches))
-            new.append(per_batch_ms(_index_stream(n, b, 0, 1, 0), args.batches))
+            new.append(per_batch_ms(index_stream(n, b, 0, 1, 0), args.batches))
         o, w = min(old), min(new)
         print(f"N={n:6d} B={b:5d}: old {o:.3f} ms/batch, new {w:.3f} ms/batch, old/new {o / w:.1f}x "
               f"(runs old {', '.join(f'{t:.3f}' for t in old)}; new {', '.join(f'{t:.3f}' for t in new)})",

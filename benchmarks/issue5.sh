@@ -3,7 +3,7 @@
 # (Two Circles, MNIST-100).  Runs one after another at low priority; results go to $OUT.
 #   bash benchmarks/issue5.sh [OUT]        (default OUT=/tmp/issue5)
 # It trains every method at the defaults of the checkout it runs from.  The tables in
-# docs/RESULTS.md were made at commit 629a448; several MNIST defaults changed after it (BN
+# docs/robustness.md were made at commit 629a448; several MNIST defaults changed after it (BN
 # re-estimation, translations for ICT/AdvMixup, xVAT's transductive settings), so to reproduce
 # them run it from that commit: git worktree add /tmp/issue5_src 629a448.
 set -euo pipefail

@@ -5,13 +5,13 @@ re-estimated on training inputs (``layers.recalibrate_batch_norm``).
 
     python benchmarks/mnist_bn_diagnosis.py WORKDIR
 
-Used for the session-4 diagnosis of exact-direction VAT on MNIST-100 (docs/RESULTS.md).
+Used for the session-4 diagnosis of exact-direction VAT on MNIST-100 (docs/methods.md).
 """
 import sys, numpy as np, tensorflow as tf
-from tf_advssl import training, data as data_lib
+from tf_advssl import data as data_lib, runs
 from tf_advssl.layers import frozen_batch_stats, recalibrate_batch_norm
 wd = sys.argv[1]
-model, config, spec, pre = training.restore_model(wd)
+model, config, spec, pre = runs.restore_model(wd)
 print("step", int(model.optimizer.iterations.numpy()))
 data = data_lib.load(config)
 net = model.classifier

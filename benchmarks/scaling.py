@@ -44,7 +44,7 @@ def measure(spec):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * spec["devices"])
 
     from tf_advssl import data as data_lib
-    from tf_advssl import distribution, training
+    from tf_advssl import distribution, runs, training
     from tf_advssl.config import Config
 
     strategy = distribution.make_strategy(spec["strategy"])
@@ -54,7 +54,7 @@ def measure(spec):
     data = data_lib.load(training.validate(config.replace(dataset=spec["dataset"])))
     assert data_lib.is_streamed(data.x_train) == spec["dataset"].endswith(".npy_dir"), spec
     with strategy.scope():
-        model = training.build_model(config, data.spec, len(data.x_train))
+        model = runs.build_model(config, data.spec, len(data.x_train))
 
     iterator = iter(distribution.train_batches(strategy, data, config.batch_size, config.unlabeled_batch_size, seed=0))
     multi_step = distribution.make_multi_step_function(model, strategy)  # training.run's, one step per call

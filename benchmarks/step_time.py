@@ -33,8 +33,9 @@ SETUPS = {
 
 def make_model(row, setup, jit, labeled, unlabeled):
     from rows import parse_row
-    from tf_advssl import training
-    from tf_advssl.config import Config, resolve
+    from tf_advssl import runs, training
+    from tf_advssl.config import Config
+    from tf_advssl.methods import resolve
     from tf_advssl.data import DataSpec
 
     method, method_params = parse_row(row)
@@ -47,7 +48,7 @@ def make_model(row, setup, jit, labeled, unlabeled):
                             method_params=method_params))
     config = training.validate(config)
     spec = DataSpec(dataset, shape, classes, "float32", None, len(shape) == 3)
-    model = training.build_model(config, spec, num_train_examples=labeled + unlabeled)
+    model = runs.build_model(config, spec, num_train_examples=labeled + unlabeled)
     rng = np.random.RandomState(0)
     if method == "supervised":  # the reference: a supervised step over labeled + unlabeled images
         labeled, unlabeled = labeled + unlabeled, 1

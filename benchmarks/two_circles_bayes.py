@@ -45,7 +45,8 @@ def bayes_predict(x: np.ndarray, noise: float) -> np.ndarray:
 def bayes_test_error(noise: float, seed: int) -> float:
     """Percent error of the Bayes rule on the test set of ``--split_seed=seed``."""
     from tf_advssl import data
-    from tf_advssl.config import Config, resolve
+    from tf_advssl.config import Config
+    from tf_advssl.methods import resolve
 
     config = resolve(Config(dataset="two_circles", noise=noise, split_seed=seed, seed=seed))
     loaded = data.load(config)

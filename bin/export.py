@@ -17,16 +17,16 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
-    from tf_advssl import cli, export, training
+    from tf_advssl import cli, export, runs
     from tf_advssl.config import ConfigError
 
     def body():
         workdir = flags.FLAGS.workdir
         if not os.path.exists(os.path.join(workdir, "config.json")):
             raise ConfigError(f"--workdir={workdir} holds no run (no config.json)")
-        model, _, spec, preprocessor = training.restore_model(workdir)
-        print(export.export_run_model(model, spec, preprocessor, os.path.join(workdir, "export"),
-                                      flags.FLAGS.version))
+        model, _, spec, preprocessor = runs.restore_model(workdir)
+        print(export.export_saved_model(model, os.path.join(workdir, "export"), spec=spec,
+                                        preprocessor=preprocessor, version=flags.FLAGS.version))
 
     return cli.run_main(body, {FileExistsError: 2})
 

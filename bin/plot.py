@@ -25,12 +25,12 @@ def main(argv):
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    from tf_advssl import cli, plotting
+    from tf_advssl import cli, figures
 
     workdirs = [w for value in (flags.FLAGS.workdir or []) for w in value.split(",") if w]
 
     def body():
-        for path in plotting.plot_runs(workdirs, flags.FLAGS.kind, flags.FLAGS.out, flags.FLAGS.attack):
+        for path in figures.plot_runs(workdirs, flags.FLAGS.kind, flags.FLAGS.out, flags.FLAGS.attack):
             print(path)
 
     return cli.run_main(body)

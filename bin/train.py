@@ -109,6 +109,46 @@ def define_flags():
                                          f"or the dataset's)")
 
 
+# The groups of ``--help`` (every Config field but method_params is in one; then one group per method).
+FLAG_GROUPS = {
+    "run": ("method", "workdir", "overwrite", "seed", "train_steps", "eval_every", "checkpoint_every",
+            "log_every", "verbose", "export", "steps_per_execution", "jit_compile", "mixed_precision", "strategy",
+            "sync_batch_norm"),
+    "data": ("dataset", "num_labeled", "balanced", "split_seed", "validation_size", "data_dir", "tfds_manual_dir",
+             "noise", "num_train_synthetic", "num_test_synthetic", "zca", "augment_translate", "augment_flip",
+             "batch_size", "unlabeled_batch_size", "eval_batch_size"),
+    "network": ("network", "mlp_widths", "mlp_batch_norm", "top_bn", "dropout", "mlp_wn_input_noise",
+                "mlp_wn_hidden_noise", "eval_ema", "ema_decay", "bn_recalibration", "bn_recalibration_examples"),
+    "optimizer": ("optimizer", "learning_rate", "weight_decay", "momentum", "lr_schedule", "lr_decay_start",
+                  "lr_decay_rate", "lr_decay_steps"),
+}
+
+
+def help_groups() -> dict:
+    """FLAG_GROUPS, then "method <name>": the flags of each method's hyper-parameters."""
+    groups = dict(FLAG_GROUPS)
+    for name in sorted(methods.METHODS):
+        fields = [f.name for f in dataclasses.fields(methods.get_method(name).Params) if f.metadata.get("flag", True)]
+        if fields:
+            groups[f"method {name}"] = tuple(fields)
+    return groups
+
+
+def grouped_help(flag_values) -> str:
+    """The flags of bin/train.py by group, each with its help and default."""
+    lines = [__doc__.strip(), ""]
+    for group, names in help_groups().items():
+        lines.append(f"{group} flags:")
+        for name in names:
+            flag = flag_values[name]
+            default = f" (default: {flag.default_as_str})" if flag.default is not None else (
+                " (default: per data set and method)" if group in FLAG_GROUPS else "")
+            lines.append(f"  --{name}: {flag.help}{default}")
+        lines.append("")
+    lines.append("Also: --helpfull (every flag, absl's included).")
+    return "\n".join(lines)
+
+
 def config_from_flags(flag_values) -> Config:
     values = {}
     for field in dataclasses.fields(Config):
@@ -139,4 +179,7 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
+        print(grouped_help(flags.FLAGS))
+        sys.exit(0)
     app.run(lambda argv: sys.exit(main(argv)))

@@ -158,12 +158,13 @@ def run_steps(config, data, iterator, strategy, steps):
     import keras
     import tensorflow as tf
 
-    from tf_advssl import training
+    from tf_advssl import runs
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = training.build_model(config, data.spec, len(data.x_train))
-    model.initialize_weights(config)  # as training.run at step 0 (SCAR: the pretrained weights)
+        model = runs.build_model(config, data.spec, len(data.x_train))
+    # As training.run at step 0 (SCAR: the pretrained weights).
+    model.initialize_weights(config, runs.restore_model)
     if callable(iterator):
         iterator = iterator(model)
     first = next(iterator)
@@ -174,7 +175,7 @@ def run_steps(config, data, iterator, strategy, steps):
                   for local in strategy.experimental_local_results(first)]
     model.make_train_function()
     logs = [{k: float(v) for k, v in model.train_function(iterator).items()} for _ in range(steps)]
-    checkpoint = training.checkpoint_for(model)
+    checkpoint = runs.checkpoint_for(model)
     variables = [v.numpy() for v in checkpoint.model_variables + checkpoint.optimizer_variables]
     names = [v.path for v in checkpoint.model_variables + checkpoint.optimizer_variables]
     return variables, names, logs, shapes

@@ -22,7 +22,8 @@ def test_every_module_binary_and_test_has_a_target():
     listed = quoted_paths(text)
     modules = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tf_advssl", "**", "*.py"),
                                                               recursive=True)}
-    binaries = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "bin", "*.py"))}
+    binaries = {os.path.relpath(p, ROOT) for folder in ("bin", "examples")
+                for p in glob.glob(os.path.join(ROOT, folder, "*.py"))}
     tests = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tests", "test_*.py"))}
     assert modules <= listed, f"modules without a BUILD entry: {sorted(modules - listed)}"
     for path in binaries:

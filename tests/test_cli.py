@@ -74,3 +74,29 @@ def test_run_main_maps_exceptions_to_exit_codes(capsys):
     assert capsys.readouterr().err == "error: diverged\nerror: taken\n"
     with pytest.raises(KeyError):
         run_main(raising(KeyError("other")), {RuntimeError: 3})
+
+
+def test_help_groups_every_flag_once_by_topic_and_method():
+    import dataclasses
+    import re
+
+    from tf_advssl import methods
+    from tf_advssl.config import Config
+
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "train.py"), "--help"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    groups, current = {}, None
+    for line in result.stdout.splitlines():
+        if line.endswith(" flags:"):
+            current = line[:-len(" flags:")]
+            groups[current] = []
+        elif current and (match := re.match(r"  --(\w+): ", line)):
+            groups[current].append(match.group(1))
+    assert list(groups)[:4] == ["run", "data", "network", "optimizer"]
+    config_flags = [flag for group in ("run", "data", "network", "optimizer") for flag in groups[group]]
+    fields = [f.name for f in dataclasses.fields(Config) if f.name != "method_params"]
+    assert sorted(config_flags) == sorted(fields)  # each once
+    for name in methods.METHODS:
+        own = [f.name for f in dataclasses.fields(methods.get_method(name).Params) if f.metadata.get("flag", True)]
+        assert groups.get(f"method {name}", []) == own

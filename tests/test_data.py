@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl.config import Config, ConfigError, resolve
+from tf_advssl.config import Config, ConfigError
+from tf_advssl.methods import resolve
 
 
 def make_config(**changes) -> Config:
@@ -114,7 +115,7 @@ def test_every_example_once_per_epoch():
 
 
 def reference_index_batches(num_items, batch_size, seed, stream_offset, start_step, count):
-    """The definition of _index_stream, one example at a time: k -> perm_{k // N}[k % N]."""
+    """The definition of index_stream, one example at a time: k -> perm_{k // N}[k % N]."""
     perms = {}
 
     def perm(epoch):
@@ -141,7 +142,7 @@ def reference_index_batches(num_items, batch_size, seed, stream_offset, start_st
     (7, 7, 3),     # resume full batch
 ])
 def test_index_stream_matches_its_definition(num_items, batch_size, start_step):
-    ds = data_lib._index_stream(num_items, batch_size, 11, 3, start_step)
+    ds = data_lib.index_stream(num_items, batch_size, 11, 3, start_step)
     assert ds.element_spec == tf.TensorSpec([batch_size], tf.int64)
     got = [b.numpy() for b in ds.take(20)]
     want = reference_index_batches(num_items, batch_size, 11, 3, start_step, 20)
@@ -151,10 +152,10 @@ def test_index_stream_matches_its_definition(num_items, batch_size, start_step):
 
 
 def test_index_stream_depends_on_seed_and_stream_offset():
-    first = data_lib._index_stream(50, 50, 0, 1, 0).take(2)
+    first = data_lib.index_stream(50, 50, 0, 1, 0).take(2)
     a, a2 = [b.numpy() for b in first]
-    b = next(iter(data_lib._index_stream(50, 50, 1, 1, 0))).numpy()
-    c = next(iter(data_lib._index_stream(50, 50, 0, 2, 0))).numpy()
+    b = next(iter(data_lib.index_stream(50, 50, 1, 1, 0))).numpy()
+    c = next(iter(data_lib.index_stream(50, 50, 0, 2, 0))).numpy()
     assert not np.array_equal(a, a2) and not np.array_equal(a, b) and not np.array_equal(a, c)
     np.testing.assert_array_equal(c, a2)  # offset 2, epoch 0 is offset 1, epoch 1
 

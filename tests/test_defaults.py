@@ -5,7 +5,8 @@ import pytest
 
 from tf_advssl import data as data_lib
 from tf_advssl import training
-from tf_advssl.config import TRANSLATE_FRACTION, Config, resolve
+from tf_advssl.config import TRANSLATE_FRACTION, Config
+from tf_advssl.methods import resolve
 
 
 def test_digits_is_a_fixed_stratified_split_of_sklearn_digits():

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl import distribution, methods, training
+from tf_advssl import distribution, methods, runs, training
 from tf_advssl.config import Config, ConfigError
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
@@ -92,7 +92,7 @@ def free_port():
 
 
 def final_weights(workdir):
-    model = training.restore_model(str(workdir))[0]
+    model = runs.restore_model(str(workdir))[0]
     return [v.numpy() for v in model.variables]
 
 

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl import training
+from tf_advssl import runs, training
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods import get_method, make_params
@@ -86,7 +86,6 @@ def build(method, overrides, classifier, lr=0.1, seed=0, **kwargs):
                                seed=seed, **kwargs)
     model.compile(optimizer=keras.optimizers.SGD(lr))
     model.optimizer.build(model.trainable_for_loss())
-    model.build_extra()
     return model
 
 
@@ -366,9 +365,9 @@ def test_write_artifacts(tmp_path):
 def test_checkpoint_holds_the_extra_optimizers(tmp_path, make_model):
     trained = make_model()
     trained.train_step(vector_batch(np.random.RandomState(21)))
-    path = training.checkpoint_for(trained).save(str(tmp_path / "ckpt"))
+    path = runs.checkpoint_for(trained).save(str(tmp_path / "ckpt"))
     fresh = make_model()
-    training.checkpoint_for(fresh).restore(path).assert_consumed()
+    runs.checkpoint_for(fresh).restore(path).assert_consumed()
     for optimizer_trained, optimizer_fresh in zip(trained.extra_optimizers(), fresh.extra_optimizers()):
         assert int(optimizer_fresh.iterations.numpy()) == 1
         for a, b in zip(optimizer_trained.variables, optimizer_fresh.variables):
@@ -426,7 +425,6 @@ def mlp_wn_fm_gan(network):
     model = get_method("fm_gan")(classifier, params, num_classes=2, total_steps=10, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.optimizer.build(model.trainable_for_loss())
-    model.build_extra()
     return model
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_advssl import export, robustness, training
+from tf_advssl import export, robustness, runs, training
 from tf_advssl.config import ConfigError
 
 from test_training import comparable, tiny_config  # noqa: E402
@@ -151,7 +151,7 @@ def test_kill_after_the_final_checkpoint_loses_nothing(tmp_path, monkeypatch):
 
 def test_interrupted_export_leaves_no_version_and_the_rerun_cleans_up(tmp_path, monkeypatch):
     training.run(tiny_config(tmp_path / "run"))
-    model, _, spec, preprocessor = training.restore_model(str(tmp_path / "run"))
+    model, _, spec, preprocessor = runs.restore_model(str(tmp_path / "run"))
     base = str(tmp_path / "run" / "export")
     archive_class = type(keras.export.ExportArchive())  # the backend's subclass
     original = archive_class.write_out
@@ -162,11 +162,11 @@ def test_interrupted_export_leaves_no_version_and_the_rerun_cleans_up(tmp_path, 
 
     monkeypatch.setattr(archive_class, "write_out", killed_mid_write)
     with pytest.raises(Killed):
-        export.export_run_model(model, spec, preprocessor, base)
+        export.export_saved_model(model, base, spec=spec, preprocessor=preprocessor)
     assert not [name for name in os.listdir(base) if name.isdigit()]  # nothing TF Serving would serve
 
     monkeypatch.setattr(archive_class, "write_out", original)
-    path = export.export_run_model(model, spec, preprocessor, base)
+    path = export.export_saved_model(model, base, spec=spec, preprocessor=preprocessor)
     assert os.path.basename(path) == "1" and os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert os.listdir(base) == ["1"]  # the leftover is gone
     x = np.array([[0.0, 1.0], [0.5, 0.1]], np.float32)
@@ -230,7 +230,7 @@ def test_blown_up_weights_are_never_checkpointed(tmp_path):
         training.run(config)
     latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
     if latest is not None:  # whatever was kept still computes numbers
-        model, _, _, _ = training.restore_model(str(workdir))
+        model, _, _, _ = runs.restore_model(str(workdir))
         for variable in model.variables:
             assert np.all(np.isfinite(np.asarray(variable)))
         x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)

@@ -188,7 +188,8 @@ def test_teacher_normalises_with_batch_statistics_and_keeps_its_moving_averages(
 
 
 def test_run_defaults_come_from_flags_then_method_then_dataset():
-    from tf_advssl.config import Config, resolve
+    from tf_advssl.config import Config
+    from tf_advssl.methods import resolve
     vat = resolve(Config(method="vat", dataset="mnist"))
     assert (vat.batch_size, vat.unlabeled_batch_size) == (32, 128)
     fixmatch = resolve(Config(method="fixmatch", dataset="cifar10"))
@@ -203,7 +204,8 @@ def test_run_defaults_come_from_flags_then_method_then_dataset():
                                     "mixmatch"])
 def test_consistency_methods_translate_mnist_like_sets_by_default(method):
     """Their papers train with 2-pixel translations; MNIST's own default (VAT's) has none."""
-    from tf_advssl.config import Config, resolve
+    from tf_advssl.config import Config
+    from tf_advssl.methods import resolve
     for dataset in ("mnist", "fashion_mnist"):
         assert resolve(Config(method=method, dataset=dataset)).augment_translate == 2
         assert resolve(Config(method=method, dataset=dataset, augment_translate=0)).augment_translate == 0

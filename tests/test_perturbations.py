@@ -53,7 +53,7 @@ def test_exact_vat_step_on_pixel_scale_inputs_where_xi_1e6_is_lost_to_rounding()
     """MNIST-like inputs (784 features in [0, 1], 12 % zeros), one power iteration as in
     the paper: ``xi = 0`` (the exact limit) gives the closed-form step ``H d``; the
     official xi = 1e-6 does not in float32 (x + 1e-6 d/||d|| moves each feature by
-    ~4e-8, below the 6e-8 spacing of float32 at 0.5; docs/RESULTS.md)."""
+    ~4e-8, below the 6e-8 spacing of float32 at 0.5; docs/methods.md)."""
     rng = np.random.RandomState(2)
     dim, num_classes = 784, 10
     weights, bias = rng.normal(scale=0.1, size=(dim, num_classes)), rng.normal(size=num_classes)

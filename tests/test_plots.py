@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tf_advssl import plotting, robustness, training
+from tf_advssl import analysis, figures, plotting, runs, training
 from tf_advssl.config import Config, ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,12 +42,12 @@ def test_plot_cli_draws_one_decision_boundary_panel_per_run(tmp_path):
     assert two[1] == one[1] and two[0] == 2 * one[0]  # two panels side by side
 
     with pytest.raises(ConfigError, match="--kind='contour' is not one of"):
-        plotting.plot_runs([str(tmp_path / "vat")], "contour")
+        figures.plot_runs([str(tmp_path / "vat")], "contour")
     with pytest.raises(ConfigError, match="no 'fgm' result in robustness.json"):
-        plotting.plot_runs([str(tmp_path / "vat")], "robustness")
+        figures.plot_runs([str(tmp_path / "vat")], "robustness")
     with pytest.raises(ConfigError, match="needs image datasets"):
-        plotting.plot_runs([str(tmp_path / "vat")], "adversarial_examples")
-    paths = plotting.plot_runs([str(tmp_path / "vat"), str(tmp_path / "supervised")], "interpolation_paths")
+        figures.plot_runs([str(tmp_path / "vat")], "adversarial_examples")
+    paths = figures.plot_runs([str(tmp_path / "vat"), str(tmp_path / "supervised")], "interpolation_paths")
     assert os.path.getsize(paths[0]) > 1000
 
 
@@ -76,8 +76,8 @@ def test_adversarial_views_of_image_models(tmp_path, image_npz, method, row):
     config = training.validate(tiny(tmp_path, method=method, dataset=image_npz, num_labeled=4, network="mlp",
                                     augment_translate=0))
     data = data_lib.load(config)
-    model = training.build_model(config, data.spec, len(data.x_train))
-    rows, predictions = plotting.adversarial_views(model, data, count=5)
+    model = runs.build_model(config, data.spec, len(data.x_train))
+    rows, predictions = analysis.adversarial_views(model, data, count=5)
     titles = [title for title, _ in rows]
     assert titles[0] == "original" and titles[1].startswith("VAT") and titles[2].startswith("FGSM")
     assert (row in titles) if row else len(titles) == 3
@@ -101,6 +101,6 @@ def test_robustness_figure_from_results(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "robustness.json").write_text(json.dumps({"attacks": {"fgm": dict(result, name=name)}}))
         (tmp_path / name / "config.json").write_text(Config().to_json())
-    paths = plotting.plot_runs([str(tmp_path / "a"), str(tmp_path / "b")], "robustness",
+    paths = figures.plot_runs([str(tmp_path / "a"), str(tmp_path / "b")], "robustness",
                                out=str(tmp_path / "curves.png"))
     assert paths == [str(tmp_path / "curves.png")] and os.path.getsize(paths[0]) > 1000

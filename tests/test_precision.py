@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_advssl import perturbations, training
+from tf_advssl import perturbations, runs, training
 from tf_advssl.config import Config
 from tf_advssl.methods import get_method, make_params
 from tf_advssl.networks import build_network
@@ -24,7 +24,7 @@ DIM = 64
 
 
 def network(policy):
-    with training.precision_policy(policy):
+    with runs.precision_policy(policy):
         return build_network("mlp", (DIM,), 4, mlp_widths=(32, 16), mlp_batch_norm=True, dropout=0.0, seed=3)
 
 
@@ -92,7 +92,7 @@ def xvat_mask_gradient(policy, mode):
     """Gradient of the xVAT divergence with respect to log alpha (the direction log alpha
     ascends), through the method's own losses and its optimizer's loss scaling."""
     params = make_params("xvat", "two_circles", {"x_mode": mode})
-    with training.precision_policy(policy):
+    with runs.precision_policy(policy):
         model = get_method("xvat")(network(policy), params, num_classes=4, total_steps=10, num_train_examples=16,
                                    input_shape=(DIM,), seed=5)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -126,7 +126,7 @@ def test_vat_training_runs_without_nan_and_restores_policy(tmp_path, policy):
     assert metrics["train_steps"] == 20 and all(np.isfinite(v) for v in metrics["loss_terms"].values())
     assert metrics["loss_terms"]["loss_vat"] > 0  # the exact power iteration found a direction
     assert keras.mixed_precision.global_policy().name == "float32"
-    model = training.restore_model(str(tmp_path))[0]
+    model = runs.restore_model(str(tmp_path))[0]
     assert model.classifier.compute_dtype == policy.split("_")[1]
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
     assert json.loads((tmp_path / "config.json").read_text())["mixed_precision"] == policy

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl import robustness, training
+from tf_advssl import robustness, runs, training
 from tf_advssl.config import Config, ConfigError
 from tf_advssl.robustness import EvaluationConfig
 
@@ -250,7 +250,7 @@ def evaluate_cli(*args):
 def independent_fgm_error(workdir, eps):
     """White-box FGM error (%) on the test set recomputed with a plain GradientTape:
     x + eps g / ||g||_2, clipped to the per-feature range of the training set."""
-    model, config, _, _ = training.restore_model(str(workdir))
+    model, config, _, _ = runs.restore_model(str(workdir))
     data = data_lib.load(config)
     x, y = tf.constant(data.x_test), data.y_test
     with tf.GradientTape() as tape:
@@ -296,11 +296,6 @@ def test_evaluate_cli_white_and_black_box_tables_and_json(tmp_path):
 
     bad = evaluate_cli(f"--workdir={vat}", "--attack=cw")
     assert bad.returncode == 2 and "--attack" in bad.stderr and "fgsm, fgm, pgd_linf, pgd_l2" in bad.stderr
-
-
-def test_attack_names_are_those_of_the_perturbations_module():
-    from tf_advssl import perturbations
-    assert robustness.ATTACKS == perturbations.ATTACKS
 
 
 @pytest.mark.parametrize("changes,message", [

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl import methods, training
+from tf_advssl import methods, runs, training
 from tf_advssl.config import Config, ConfigError
 from tf_advssl.methods import scar
 
@@ -101,9 +101,9 @@ def test_base_params_come_from_the_pretrained_run_then_flags(pretrained):
 def test_labeled_set_grows_by_the_robust_pseudo_labeled_examples(tmp_path, pretrained):
     config = training.validate(scar_config(tmp_path / "scar", pretrained))
     data = data_lib.load(config)
-    model = training.build_model(config, data.spec, len(data.x_train))
-    model.initialize_weights(config)
-    stage1 = training.restore_model(str(pretrained))[0]
+    model = runs.build_model(config, data.spec, len(data.x_train))
+    model.initialize_weights(config, runs.restore_model)
+    stage1 = runs.restore_model(str(pretrained))[0]
     x = data.preprocessor(tf.constant(data.x_train))
     predicted = np.argmax(stage1(x, training=False).numpy(), axis=1)
     np.testing.assert_array_equal(np.argmax(model(x, training=False).numpy(), axis=1), predicted)  # theta_0 = theta~
@@ -141,10 +141,10 @@ def test_scar_run_selects_every_epoch_and_resumes_exactly(tmp_path, pretrained):
     assert interrupted["interrupted"]
     resumed = training.run(config.replace(workdir=str(tmp_path / "b")))
     assert resumed["test_error"] == metrics["test_error"] and resumed["loss_terms"] == metrics["loss_terms"]
-    model_a, model_b = training.restore_model(str(tmp_path / "a"))[0], training.restore_model(str(tmp_path / "b"))[0]
+    model_a, model_b = runs.restore_model(str(tmp_path / "a"))[0], runs.restore_model(str(tmp_path / "b"))[0]
     for a, b in zip(model_a.variables, model_b.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    stage1 = training.restore_model(str(pretrained))[0]
+    stage1 = runs.restore_model(str(pretrained))[0]
     for a, b in zip(model_a.pretrained.weights, stage1.classifier.weights):  # theta~ stays frozen
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 

@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
     model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotNormal(2))(hidden))
     mean = np.random.RandomState(0).uniform(0.3, 0.7, size=16).astype(np.float32)
     preprocessor = data_lib.Preprocessor(scale=1 / 255.0, mean=mean, input_shape=SHAPE)
-    path = export.export_saved_model(model, spec, preprocessor, str(base))
+    path = export.export_saved_model(model, str(base), spec=spec, preprocessor=preprocessor)
     return path, model, preprocessor, spec
 
 
@@ -115,7 +115,7 @@ def test_exported_mlp_wn_serves_the_noiseless_keras_outputs(tmp_path):
     model = networks.build_network("mlp_wn", SHAPE, 3, mlp_widths=(8, 6), seed=4)
     model.layers[-1].g.assign(np.array([4.0, 6.0, 8.0], np.float32))  # confident, noise-sensitive logits
     preprocessor = data_lib.Preprocessor(scale=1 / 255.0, input_shape=SHAPE)
-    path = export.export_saved_model(model, spec, preprocessor, str(tmp_path))
+    path = export.export_saved_model(model, str(tmp_path), spec=spec, preprocessor=preprocessor)
     serve = tf.saved_model.load(path).signatures["serving_default"]
     x = images(20, seed=3)
     expected = keras_probabilities(model, preprocessor, x)
@@ -130,7 +130,8 @@ def test_export_refuses_an_existing_version_and_picks_the_next(exported, tmp_pat
     path, model, preprocessor, spec = exported
     base = os.path.dirname(path)
     with pytest.raises(FileExistsError, match="already exists"):
-        export.export_saved_model(model, spec, preprocessor, base, version=int(os.path.basename(path)))
+        export.export_saved_model(model, base, spec=spec, preprocessor=preprocessor,
+                                  version=int(os.path.basename(path)))
     assert export.next_version(base) == int(os.path.basename(path)) + 1
 
 

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import distribution, training
-from tf_advssl.config import Config, ConfigError, resolve
+from tf_advssl.config import Config, ConfigError
+from tf_advssl.methods import resolve
 
 from test_training import comparable, final_weights, tiny_config  # noqa: E402
 

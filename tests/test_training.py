@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_advssl import data as data_lib
-from tf_advssl import export, training
+from tf_advssl import export, optimizers, runs, training
 from tf_advssl.config import Config, ConfigError
 
 
@@ -20,7 +20,7 @@ def tiny_config(workdir, **changes):
 
 
 def final_weights(workdir):
-    model = training.restore_model(str(workdir))[0]
+    model = runs.restore_model(str(workdir))[0]
     return [v.numpy() for v in model.variables]
 
 
@@ -80,7 +80,7 @@ def test_different_config_in_workdir_is_refused_unless_overwrite(tmp_path):
 def test_export_reloads_to_same_outputs_and_versions(tmp_path):
     metrics = training.run(tiny_config(tmp_path, export=True))
     assert metrics["export_path"] == str(tmp_path / "export" / "1")
-    model, config, spec, preprocessor = training.restore_model(str(tmp_path))
+    model, config, spec, preprocessor = runs.restore_model(str(tmp_path))
     data = data_lib.load(training.validate(config))
     raw = data.x_test[:50]
     expected = tf.nn.softmax(model.classifier(preprocessor(raw), training=False)).numpy()
@@ -89,8 +89,9 @@ def test_export_reloads_to_same_outputs_and_versions(tmp_path):
     np.testing.assert_array_equal(served["classes"].numpy(), expected.argmax(axis=1))
     assert export.next_version(str(tmp_path / "export")) == 2
     with pytest.raises(FileExistsError, match="already exists"):
-        export.export_run_model(model, spec, preprocessor, str(tmp_path / "export"), version=1)
-    assert export.export_run_model(model, spec, preprocessor, str(tmp_path / "export")).endswith("2")
+        export.export_saved_model(model, str(tmp_path / "export"), spec=spec, preprocessor=preprocessor, version=1)
+    assert export.export_saved_model(model, str(tmp_path / "export"), spec=spec,
+                                     preprocessor=preprocessor).endswith("2")
 
 
 def test_nan_stops_training_naming_term_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
@@ -136,7 +137,8 @@ def test_bad_input_fails_before_any_work(tmp_path, changes, message):
 def test_resolved_default_batch_sizes_are_positive():
     """Batch sizes are checked before resolve() (data.validate); its defaults need no check."""
     from tf_advssl import methods
-    from tf_advssl.config import DATASET_DEFAULTS, resolve
+    from tf_advssl.config import DATASET_DEFAULTS
+    from tf_advssl.methods import resolve
 
     for method in methods.METHODS:
         for dataset in DATASET_DEFAULTS:
@@ -153,7 +155,7 @@ def test_resolved_default_batch_sizes_are_positive():
 ])
 def test_learning_rate_schedules(schedule, expected):
     config = Config(lr_schedule=schedule, learning_rate=1e-3, train_steps=1000, lr_decay_steps=100, lr_decay_rate=0.9)
-    optimizer = training.build_optimizer(config)
+    optimizer = optimizers.build_optimizer(config)
     for step, lr in expected.items():
         assert float(optimizer._learning_rate(step)) == pytest.approx(lr, rel=1e-5, abs=1e-12), step
 
@@ -168,8 +170,8 @@ def test_bn_recalibration_after_training_is_checkpointed(tmp_path):
                          bn_recalibration_examples=50, eval_ema=True)
     off = training.run(config)
     on = training.run(config.replace(workdir=str(tmp_path / "on"), bn_recalibration=True))
-    model_off, _, _, _ = training.restore_model(str(tmp_path / "off"))
-    model_on, _, _, _ = training.restore_model(str(tmp_path / "on"))
+    model_off, _, _, _ = runs.restore_model(str(tmp_path / "off"))
+    model_on, _, _, _ = runs.restore_model(str(tmp_path / "on"))
 
     data = data_lib.load(training.validate(config))
     indices = np.random.default_rng(config.seed + 7).permutation(len(data.x_train))[:50]
@@ -182,5 +184,5 @@ def test_bn_recalibration_after_training_is_checkpointed(tmp_path):
     for a, b in zip(stats(model_off), stats(model_on)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert on["loss_terms"] == off["loss_terms"]
-    trained = training.restore_model(str(tmp_path / "off"))[0]
+    trained = runs.restore_model(str(tmp_path / "off"))[0]
     assert not all(np.allclose(a, b) for a, b in zip(stats(trained), stats(model_on)))

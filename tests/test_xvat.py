@@ -265,7 +265,8 @@ def test_inductive_network_output_bias_starts_normal_around_log_alpha_init():
 def test_xvat_mnist_defaults_are_the_reference_transductive_run():
     """xVAT on MNIST defaults to sndnyang/xvat's transductive MNIST script; flags win; xAT and
     other datasets keep the paper's defaults."""
-    from tf_advssl.config import Config, resolve
+    from tf_advssl.config import Config
+    from tf_advssl.methods import resolve
     params = make_params("xvat", "mnist", {})
     assert (params.x_mode, params.x_center, params.x_divergence) == ("transductive", 0.5, "reverse_kl")
     assert (params.log_alpha_init_std, params.log_alpha_table_optimizer, params.log_alpha_table_learning_rate) == (

@@ -68,3 +68,37 @@ def write_table(result: dict, path: str) -> str:
         for row in zip(*(result[name] for name in names)):
             writer.writerow([f"{value:.4g}" for value in row])
     return path
+
+
+def adversarial_views(model, data, count: int = 8, fgsm_fraction: float = 0.1, vat_eps=None):
+    """Rows of ``adversarial_grid_figure`` for the first ``count`` training images of a run:
+    the originals, the model's VAT perturbation (L2 radius ``vat_eps`` in model space: the
+    method's ``vat_eps`` if it has one, else 2.0), FGSM on the true label with an L-inf
+    radius of ``fgsm_fraction`` of the pixel range (raw space, clipped), and the method's
+    own views (``model.example_views``: xVAT masks, AdvMixup mixtures, generator outputs).
+    Returns (rows, predictions), images in model space."""
+    indices = np.arange(min(count, len(data.x_train)), dtype=np.int64)
+    x_raw = tf.constant(data.x_train[indices], tf.float32)
+    y = tf.constant(data.y_train[indices])
+    x = data.preprocessor(x_raw)
+
+    def logits(v):
+        return tf.cast(model(v, training=False), tf.float32)
+
+    if vat_eps is None:
+        vat_eps = getattr(model.params, "vat_eps", 0.0) or 2.0
+    x_vat = x + perturbations.vat_perturbation(logits, x, logits(x), xi=0.0, eps=vat_eps,
+                                               initial_direction=tf.ones_like(x))
+    low, high = data.spec.pixel_range if data.spec.pixel_range is not None else (
+        float(data.x_train.min()), float(data.x_train.max()))
+    fgsm_eps = fgsm_fraction * (high - low)
+    x_fgsm = data.preprocessor(perturbations.adversarial_examples(
+        lambda v: logits(data.preprocessor(v)), x_raw, y, fgsm_eps, attack="fgsm",
+        clip_min=low, clip_max=high))
+    rows = [("original", x), (f"VAT r_vadv\n(L2 {vat_eps:g}, model)", x_vat),
+            (f"FGSM\n(L-inf {fgsm_eps:g}, raw)", x_fgsm)]
+    rows += [(title, tf.cast(images, tf.float32)) for title, images in
+             model.example_views(x, tf.constant(indices)).items()]
+    predictions = [None if title.startswith("mask") else np.argmax(logits(images).numpy(), axis=-1)
+                   for title, images in rows]
+    return [(title, np.asarray(images)) for title, images in rows], predictions

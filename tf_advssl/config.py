@@ -118,7 +118,7 @@ DATASET_DEFAULTS = {
                     augment_translate=2, augment_flip=False, learning_rate=1e-3, dropout=0.5,
                     steps_per_execution=1, lr_schedule="vat_linear", lr_decay_rate=0.9),
     # Synthetic 2-D sets: full-batch unlabeled steps (1500 = num_train_synthetic); VAT's
-    # label propagation along the rings needs the whole set in each step (docs/RESULTS.md).
+    # label propagation along the rings needs the whole set in each step (docs/results_two_circles.md).
     "two_circles": dict(network="mlp", mlp_widths=(100, 50), mlp_batch_norm=False, num_labeled=8,
                         noise=0.01, train_steps=10000, zca=False, augment_translate=0, augment_flip=False,
                         learning_rate=3e-3, dropout=0.0, unlabeled_batch_size=1500, steps_per_execution=50),
@@ -189,24 +189,18 @@ def _scale_to_data(config: Config, family: str, inputs, defaulted: set) -> dict:
     return changes
 
 
-def resolve(config: Config, inputs=None) -> Config:
-    """Fill every ``None`` field with the method's run defaults (``config_defaults`` of its
-    class, e.g. FixMatch's batch sizes, then its ``dataset_config_defaults`` for this
-    dataset, e.g. FM-GAN's MNIST discriminator), else the network's (``NETWORK_DEFAULTS``
-    of the resolved --network), else the dataset default; returns a new Config.
-    ``inputs``: the data's ``data.InputInfo`` where known: feature vectors that the
-    library has no entry for take the "vectors" defaults, and batch sizes and (for images
-    it has no entry for) translations scale with the data (``_scale_to_data``)."""
-    from tf_advssl import methods  # late: methods import this module
-
+def resolve(config: Config, inputs=None, method_defaults: dict | None = None) -> Config:
+    """Fill every ``None`` field with the method's run defaults (``method_defaults``: see
+    ``methods.run_defaults``, e.g. FixMatch's batch sizes or FM-GAN's MNIST discriminator),
+    else the network's (``NETWORK_DEFAULTS`` of the resolved --network), else the dataset
+    default; returns a new Config.  ``inputs``: the data's ``data.InputInfo`` where known:
+    feature vectors that the library has no entry for take the "vectors" defaults, and batch
+    sizes and (for images it has no entry for) translations scale with the data
+    (``_scale_to_data``).  ``methods.resolve`` passes the method's defaults."""
     family = dataset_family(config.dataset, inputs)
     defaults = dict(DATASET_DEFAULTS["default"])
     defaults.update(DATASET_DEFAULTS[family])
-    method_defaults = {}
-    if config.method in methods.METHODS:
-        method_cls = methods.get_method(config.method)
-        method_defaults.update(method_cls.config_defaults)
-        method_defaults.update(method_cls.dataset_config_defaults.get(family, {}))
+    method_defaults = dict(method_defaults or {})
     network = config.network if config.network is not None else method_defaults.get("network", defaults["network"])
     defaults.update(NETWORK_DEFAULTS.get(network, {}))
     defaults.update(method_defaults)

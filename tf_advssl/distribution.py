@@ -42,7 +42,6 @@ import json
 import os
 import tempfile
 
-import keras
 import tensorflow as tf
 
 from tf_advssl import data as data_lib

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tf_advssl import perturbations
+from tf_advssl.data import DataSpec
 
 SIGNATURES = ("serving_default", "robust_predict")
 
@@ -90,19 +91,38 @@ def check_shape(inputs, spec):
                                summarize=len(spec.input_shape) + 4)
 
 
-def export_saved_model(predict_logits, spec, preprocessor, export_base: str, version: int | None = None,
-                       track=None) -> str:
-    """Write a SavedModel whose ``serving_default`` maps raw inputs to probabilities/classes.
+def evaluated_network(model) -> keras.Model:
+    """The network a model is evaluated with: an SSLModel's ``evaluated_network()``; any
+    other Keras model is its own."""
+    return model.evaluated_network() if hasattr(model, "evaluated_network") else model
+
+
+def input_spec_of(network):
+    """The DataSpec of a network's own inputs: float32 vectors or images of its input shape,
+    unclipped (no pixel range); used when an export is given no spec."""
+    shape = tuple(int(d) for d in network.input_shape[1:])
+    return DataSpec(name="inputs", input_shape=shape, num_classes=int(network.output_shape[-1]),
+                    raw_dtype="float32", pixel_range=None, is_image=len(shape) == 3)
+
+
+def export_saved_model(model, export_base: str, *, spec=None, preprocessor=None, version: int | None = None) -> str:
+    """Write a SavedModel whose ``serving_default`` maps raw inputs to probabilities/classes
+    (and ``robust_predict`` as the module docstring says) to ``export_base/<version>``.
 
     Args:
-      predict_logits: keras model (inference mode) mapping model-space inputs to logits.
-      spec: the run's DataSpec. preprocessor: raw -> model-space Preprocessor.
+      model: an SSLModel (its evaluated network is exported: the EMA teacher when it
+        evaluates one) or any Keras classifier that returns logits.
       export_base: the ``export`` directory; ``version`` defaults to the next free number.
+      spec: the DataSpec of the raw inputs; default: float32 inputs of the network's shape.
+      preprocessor: raw -> model-space inputs (a run's Preprocessor); default: none.
     Returns the path of the version directory. Refuses an existing version directory.
     The SavedModel is written beside it under a temporary name and renamed into place, so
     the version directory appears complete or not at all; leftovers of interrupted exports
     are removed first.
     """
+    predict_logits = evaluated_network(model)
+    spec = spec if spec is not None else input_spec_of(predict_logits)
+    preprocessor = preprocessor if preprocessor is not None else (lambda x: tf.cast(x, tf.float32))
     version = next_version(export_base) if version is None else int(version)
     path = os.path.join(export_base, str(version))
     if os.path.exists(path):
@@ -130,7 +150,7 @@ def export_saved_model(predict_logits, spec, preprocessor, export_base: str, ver
         return outputs
 
     archive = keras.export.ExportArchive()
-    archive.track(track if track is not None else predict_logits)
+    archive.track(predict_logits)
     archive.add_endpoint("serving_default", serve, input_signature=[serving_input_spec(spec)])
     archive.add_endpoint("robust_predict", robust_predict,
                          input_signature=[serving_input_spec(spec), tf.TensorSpec((None,), tf.float32, name="eps")])
@@ -145,9 +165,3 @@ def export_saved_model(predict_logits, spec, preprocessor, export_base: str, ver
         raise FileExistsError(f"export version directory {path} already exists; "
                               f"choose another version (next free: {next_version(export_base)})") from None
     return path
-
-
-def export_run_model(model, spec, preprocessor, export_base: str, version: int | None = None) -> str:
-    """Export the model a run evaluates (its EMA teacher when ``eval_ema``)."""
-    network = model.teacher if (model.eval_ema and model.teacher is not None) else model.classifier
-    return export_saved_model(network, spec, preprocessor, export_base, version)

@@ -19,7 +19,7 @@ float32 whatever the network's precision, and return tensors shaped like ``x``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable
 
 import tensorflow as tf
 

@@ -40,11 +40,13 @@ from typing import Optional
 
 import numpy as np
 
+from tf_advssl import data as data_lib
+from tf_advssl import perturbations, plotting, runs
 from tf_advssl.config import ConfigError
+from tf_advssl.data import eps_space_note, input_bounds
 
 # TensorFlow, the data module and the perturbations are imported inside the functions
 # that need them, so that bin/evaluate.py rejects bad flags without loading TensorFlow.
-ATTACKS = ("fgsm", "fgm", "pgd_linf", "pgd_l2")  # = perturbations.ATTACKS (tests check)
 TARGET_MODES = ("none", "next", "random", "least_likely")
 SPLITS = ("test", "val", "train")
 RESULT_FILE = "robustness.json"
@@ -89,8 +91,8 @@ def validate(config: EvaluationConfig) -> EvaluationConfig:
                               f"written by bin/train.py")
         if not os.path.isfile(os.path.join(workdir, "checkpoints", "checkpoint")):
             raise ConfigError(f"{flag}={workdir} has no checkpoint to restore")
-    if config.attack not in ATTACKS:
-        raise ConfigError(f"--attack={config.attack!r} is not one of {', '.join(ATTACKS)}")
+    if config.attack not in perturbations.ATTACKS:
+        raise ConfigError(f"--attack={config.attack!r} is not one of {', '.join(perturbations.ATTACKS)}")
     if not config.eps:
         raise ConfigError("--eps needs at least one radius, e.g. --eps=1,2,3,5,8")
     for eps in config.eps:
@@ -134,9 +136,8 @@ class Run:
 
 
 def load_run(workdir: str) -> Run:
-    from tf_advssl import training
 
-    model, config, spec, preprocessor = training.restore_model(workdir)
+    model, config, spec, preprocessor = runs.restore_model(workdir)
     step = int(model.optimizer.iterations.numpy())
     finished = os.path.isfile(os.path.join(workdir, "metrics.json"))
     name = config.method if finished else f"{config.method} [step {step} of {config.train_steps}]"
@@ -150,27 +151,6 @@ _DATA_FIELDS = ("dataset", "data_dir", "tfds_manual_dir", "noise", "num_train_sy
 
 def data_key(config) -> str:
     return json.dumps({name: getattr(config, name) for name in _DATA_FIELDS}, sort_keys=True, default=str)
-
-
-def input_bounds(spec, x_train_raw: np.ndarray):
-    """Valid raw range (clip_min, clip_max): the pixel range for images (scalars), else
-    the per-feature min and max of the training set (arrays of the input shape)."""
-    if spec.pixel_range is not None:
-        return float(spec.pixel_range[0]), float(spec.pixel_range[1])
-    from tf_advssl.data import column_range
-    return column_range(x_train_raw)
-
-
-def eps_space_note(spec, attack: str) -> str:
-    norm = "L-inf" if attack in ("fgsm", "pgd_linf") else "L2"
-    if spec.pixel_range is not None:
-        low, high = spec.pixel_range
-        return (f"eps is the {norm} norm of the perturbation in the raw input space: {spec.raw_dtype} pixel "
-                f"values {low}..{high} of {'x'.join(map(str, spec.input_shape))} images; adversarial "
-                f"inputs are clipped to [{low}, {high}] (not rounded)")
-    return (f"eps is the {norm} norm of the perturbation in the raw feature space of the "
-            f"{spec.input_shape[0]}-D inputs; adversarial inputs are clipped to the per-feature range "
-            f"of the training set")
 
 
 def model_space_eps(preprocessor, eps_values) -> Optional[list]:
@@ -214,7 +194,6 @@ def attack(logits_fn, x, labels, eps: float, config: EvaluationConfig, bounds) -
     import keras
     import tensorflow as tf
 
-    from tf_advssl import perturbations
 
     clip_min, clip_max = bounds
 
@@ -250,7 +229,6 @@ def evaluate(config: EvaluationConfig, verbose: bool = True) -> list:
 
     Returns one result dict per run, in the order of ``config.workdirs``.
     """
-    from tf_advssl import data as data_lib
 
     config = validate(config)
     runs = [load_run(w) for w in config.workdirs]
@@ -337,7 +315,6 @@ def evaluate(config: EvaluationConfig, verbose: bool = True) -> list:
             f.write(table + "\n")
         with open(os.path.join(config.output_dir, f"robustness_{config.key}.json"), "w") as f:
             json.dump(results, f, indent=2)
-        from tf_advssl import plotting
         plotting.robustness_figure(results, os.path.join(config.output_dir, f"robustness_{config.key}.png"))
     return results
 
@@ -352,7 +329,6 @@ def write_run_result(workdir: str, config: EvaluationConfig, result: dict) -> No
     content.setdefault("attacks", {})[config.key] = result
     with open(path, "w") as f:
         json.dump(content, f, indent=2)
-    from tf_advssl import plotting
     plotting.robustness_figure([result], os.path.join(workdir, f"robustness_{config.key}.png"))
 
 

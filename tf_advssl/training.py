@@ -18,7 +18,6 @@ directory holds ``config.json``, ``metrics.json``, ``export/<version>/``
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -30,37 +29,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_advssl import config as config_lib
 from tf_advssl import data as data_lib
 from tf_advssl import distribution, layers, methods
 from tf_advssl.config import Config, ConfigError
-from tf_advssl.networks import build_network, check_network_options
+from tf_advssl.networks import check_network_options
+from tf_advssl.runs import (CHECKPOINT_DIR, RunRecord, build_model, check_workdir, check_workdir_path, checkpoint_for,
+                            kept_note, prepare_workdir, restore_model, write_atomically)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("vat_linear", "constant", "cosine", "exponential")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-CHECKPOINT_DIR = "checkpoints"
 
 
 class TrainingDivergedError(RuntimeError):
     """A loss term became NaN or Inf."""
-
-
-class VATLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant ``base`` until ``decay_start * total_steps``, then linearly to 0 (VAT)."""
-
-    def __init__(self, base, total_steps, decay_start):
-        self.base, self.total_steps, self.decay_start = float(base), int(total_steps), float(decay_start)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        start = self.decay_start * self.total_steps
-        fraction = (self.total_steps - step) / max(1.0, self.total_steps - start)
-        return self.base * tf.clip_by_value(fraction, 0.0, 1.0)
-
-    def get_config(self):
-        return dict(base=self.base, total_steps=self.total_steps, decay_start=self.decay_start)
 
 
 def validate(config: Config) -> Config:
@@ -69,14 +51,14 @@ def validate(config: Config) -> Config:
     check_workdir_path(config.workdir)
     data_lib.validate(config)  # incl. batch sizes set by the user; resolve() fills the rest with positive defaults
     inputs = data_lib.describe(config)
-    config = config_lib.resolve(config, inputs)
+    config = methods.resolve(config, inputs)
     if config.train_steps <= 0:
         raise ConfigError(f"--train_steps must be > 0, got {config.train_steps}")
     for name in ("eval_every", "checkpoint_every", "log_every"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be a number of steps > 0, got {getattr(config, name)}")
     checks = (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-              ("mixed_precision", PRECISION_POLICIES), ("strategy", STRATEGIES))
+              ("mixed_precision", PRECISION_POLICIES), ("strategy", distribution.STRATEGIES))
     for name, allowed in checks:
         if getattr(config, name) not in allowed:
             raise ConfigError(f"--{name}={getattr(config, name)!r} is not one of {', '.join(allowed)}")
@@ -106,192 +88,6 @@ def make_strategy(name: str):
     return distribution.make_strategy(name)
 
 
-@contextlib.contextmanager
-def precision_policy(name: str):
-    """Keras' global dtype policy is ``name`` inside, the previous one again afterwards:
-    layers take the policy in force when they are created, so a model built inside
-    computes in ``name`` while nothing else in the process is affected."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def build_optimizer(config: Config):
-    if config.lr_schedule == "vat_linear":
-        learning_rate = VATLinearDecay(config.learning_rate, config.train_steps, config.lr_decay_start)
-    elif config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.train_steps)
-    elif config.lr_schedule == "exponential":  # the official VAT MNIST code: x0.9 every 500 steps
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            config.learning_rate, config.lr_decay_steps, config.lr_decay_rate, staircase=True)
-    else:
-        learning_rate = config.learning_rate
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate, beta_1=config.momentum,
-                                     weight_decay=config.weight_decay or None)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, beta_1=config.momentum,
-                                      weight_decay=config.weight_decay)
-    return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True,
-                                weight_decay=config.weight_decay or None)
-
-
-def build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: int):
-    """The method's SSLModel with its classifier, compiled, optimizer built.
-
-    Layers compute in ``config.mixed_precision`` (logits and losses in float32); under
-    mixed_float16 the optimizers are LossScaleOptimizers.  ``config.sync_batch_norm``:
-    batch statistics over all replicas."""
-    with precision_policy(config.mixed_precision):
-        model = _build_model(config, spec, num_train_examples)
-    if config.sync_batch_norm:
-        distribution.synchronize_batch_norm(model)
-    return model
-
-
-def _build_model(config: Config, spec: data_lib.DataSpec, num_train_examples: int):
-    method_cls = methods.get_method(config.method)
-    params = method_cls.Params(**config.method_params)
-    classifier = build_network(config.network, spec.input_shape, spec.num_classes,
-                               mlp_widths=tuple(config.mlp_widths), mlp_batch_norm=config.mlp_batch_norm,
-                               top_bn=config.top_bn, dropout=config.dropout,
-                               mlp_wn_input_noise=config.mlp_wn_input_noise,
-                               mlp_wn_hidden_noise=config.mlp_wn_hidden_noise, seed=config.seed)
-    augmentation = data_lib.make_augmentation(spec, config.augment_translate, config.augment_flip,
-                                              seed=config.seed + 1)
-    model = method_cls(classifier, params, num_classes=spec.num_classes, total_steps=config.train_steps,
-                       augmentation=augmentation, num_train_examples=num_train_examples,
-                       input_shape=spec.input_shape, eval_ema=config.eval_ema,
-                       ema_decay=config.ema_decay, seed=config.seed + 2)
-    model.compile(optimizer=build_optimizer(config), jit_compile=config.jit_compile)
-    model.optimizer.build(model.trainable_for_loss())
-    model.build_extra()
-    return model
-
-
-class RunRecord(tf.train.experimental.PythonState):
-    """What a run's metrics need besides its variables, saved inside each checkpoint (so that
-    the checkpoint and the record of the steps before it are written as one): the evaluation
-    history, the loss terms of the last step, and the time and number of timed steps so far."""
-
-    def __init__(self):
-        self.history, self.loss_terms, self.train_time, self.timed_steps = [], {}, 0.0, 0
-        self.recalibrated = False  # the batch-norm statistics were re-estimated after training
-
-    def serialize(self):
-        return json.dumps({"history": self.history, "loss_terms": self.loss_terms, "train_time": self.train_time,
-                           "timed_steps": self.timed_steps, "recalibrated": self.recalibrated})
-
-    def deserialize(self, string_value):
-        values = json.loads(string_value.numpy() if hasattr(string_value, "numpy") else string_value)
-        self.history, self.loss_terms = values["history"], values["loss_terms"]
-        self.train_time, self.timed_steps = values["train_time"], values["timed_steps"]
-        self.recalibrated = values.get("recalibrated", False)
-
-
-def checkpoint_for(model, record: RunRecord | None = None) -> tf.train.Checkpoint:
-    """Checkpoint of every model, optimizer and random-state variable (by position), and the
-    run's :class:`RunRecord` (a fresh one if ``record`` is None)."""
-    optimizers = [model.optimizer] + list(getattr(model, "extra_optimizers", lambda: [])())
-    optimizer_variables = [v for opt in optimizers for v in opt.variables]
-    return tf.train.Checkpoint(model_variables=list(model.variables),
-                               optimizer_variables=optimizer_variables,
-                               run_record=record if record is not None else RunRecord())
-
-
-# ----- run directory --------------------------------------------------------------
-
-def check_workdir_path(workdir: str) -> None:
-    """ConfigError naming --workdir unless it is (or can be created as) a writable directory.
-    Changes nothing on disk."""
-    if not workdir:
-        raise ConfigError("--workdir must name a directory")
-    path = os.path.abspath(workdir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"--workdir={workdir} is a file, not a directory; choose another --workdir")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"--workdir={workdir} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--workdir={workdir} is not writable ({existing} does not allow writing); "
-                          f"choose another --workdir")
-
-
-# Config fields that leave a run's results unchanged: a run directory holding a config that
-# differs only in these is the same run (the path that reaches it included).
-RESULT_NEUTRAL_FIELDS = ("workdir", "overwrite", "verbose", "steps_per_execution")
-
-
-def check_workdir(config: Config) -> str:
-    """What ``config.workdir`` holds for this config: "new", "resume" (same config)
-    or "replace" (another config, with ``overwrite``). Raises ConfigError for
-    another config without ``overwrite``. Changes nothing on disk."""
-    path = os.path.join(config.workdir, "config.json")
-    if not os.path.exists(path):
-        return "new"
-    with open(path) as f:
-        previous = json.load(f)
-    current = json.loads(config.to_json())
-    differences = sorted(k for k in set(previous) | set(current)
-                         if k not in RESULT_NEUTRAL_FIELDS and previous.get(k) != current.get(k))
-    if differences and not config.overwrite:
-        details = "; ".join(f"{k}: {previous.get(k)!r} there, {current.get(k)!r} now" for k in differences[:4])
-        raise ConfigError(
-            f"--workdir={config.workdir} holds a run with a different config ({details}). Choose "
-            f"another --workdir, or pass --overwrite to delete that run (its checkpoints and results; "
-            f"earlier exports are kept) and start this one there")
-    return "replace" if (differences or config.overwrite) else "resume"
-
-
-def prepare_workdir(config: Config, state: str) -> None:
-    """Create the run directory (clearing all but ``export/`` when replacing) and write config.json."""
-    try:
-        if state == "replace":
-            for name in os.listdir(config.workdir):
-                if name != "export":
-                    target = os.path.join(config.workdir, name)
-                    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
-        os.makedirs(config.workdir, exist_ok=True)
-        write_atomically(os.path.join(config.workdir, "config.json"), config.to_json())
-    except OSError as error:
-        raise ConfigError(f"--workdir={config.workdir}: cannot write the run directory: {error}") from error
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as f:
-        f.write(text)
-    os.replace(temporary, path)
-
-
-def load_run(workdir: str):
-    """(config, spec, num_train_examples, preprocessor) of an existing run directory."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = Config.from_json(f.read())
-    with open(os.path.join(workdir, "data_spec.json")) as f:
-        info = json.load(f)
-    spec = data_lib.DataSpec.from_dict(info["spec"])
-    preprocessor = data_lib.Preprocessor.load(os.path.join(workdir, "preprocessor.npz"))
-    return config, spec, info["num_train_examples"], preprocessor
-
-
-def restore_model(workdir: str):
-    """Rebuild a run's model and restore its latest checkpoint. Returns (model, config, spec, preprocessor)."""
-    config, spec, num_train, preprocessor = load_run(workdir)
-    model = build_model(config, spec, num_train)
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
-    if latest is None:
-        raise ConfigError(f"--workdir={workdir} has no checkpoint to restore")
-    checkpoint_for(model).restore(latest).assert_consumed()
-    return model, config, spec, preprocessor
-
-
 # ----- training -------------------------------------------------------------------
 
 def _set_determinism(seed: int):
@@ -299,18 +95,11 @@ def _set_determinism(seed: int):
     tf.config.experimental.enable_op_determinism()
 
 
-def _kept(checkpoint_dir: str) -> str:
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
-    if latest is None:
-        return "No checkpoint had been written."
-    return f"The last good checkpoint ({os.path.basename(latest)}) is kept in the run directory."
-
-
 def _check_finite(logs: dict, step: int, checkpoint_dir: str):
     for name, value in logs.items():
         if not math.isfinite(value):
             raise TrainingDivergedError(
-                f"loss term '{name}' is {value} at step {step}; training stopped. {_kept(checkpoint_dir)}")
+                f"loss term '{name}' is {value} at step {step}; training stopped. {kept_note(checkpoint_dir)}")
 
 
 def steps_to_next_event(step: int, end_step: int, periods, limit: int) -> int:
@@ -355,13 +144,13 @@ def check_model_finite(model, probe_inputs, step: int, checkpoint_dir: str) -> N
     variables = [v for v in model.variables if keras.backend.is_float_dtype(v.dtype)]
     if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
         raise TrainingDivergedError(f"the weights are not finite after step {step}; training stopped. "
-                                    f"{_kept(checkpoint_dir)}")
+                                    f"{kept_note(checkpoint_dir)}")
     for network in (model.classifier, model.teacher):
         if network is not None and not bool(tf.reduce_all(tf.math.is_finite(
                 tf.cast(network(probe_inputs, training=False), tf.float32)))):
             raise TrainingDivergedError(
                 f"the outputs of {network.name} are not finite after step {step} (the weights have "
-                f"blown up); training stopped. {_kept(checkpoint_dir)}")
+                f"blown up); training stopped. {kept_note(checkpoint_dir)}")
 
 
 def run(config: Config, stop_after: int | None = None) -> dict:
@@ -406,7 +195,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     if start_step:
         print(f"Resuming {config.workdir} from step {start_step}.")
     else:
-        model.initialize_weights(config)
+        model.initialize_weights(config, restore_model)
     probe_inputs = data.preprocessor(np.asarray(data.x_train[data.labeled_indices[:32]]))
 
     # The hook may write files (SCAR's selection records): other workers write them to scratch.
@@ -498,14 +287,14 @@ def run(config: Config, stop_after: int | None = None) -> dict:
             [(f"{config.method} (test error {metrics['test_error']:.2f} %)", model, data)],
             os.path.join(config.workdir, "decision_boundary.png"))
     elif data.spec.is_image:
-        from tf_advssl import plotting
-        rows, predictions = plotting.adversarial_views(model, data)
+        from tf_advssl import analysis, plotting
+        rows, predictions = analysis.adversarial_views(model, data)
         plotting.adversarial_grid_figure(rows, os.path.join(config.workdir, "adversarial_grid.png"), predictions)
     model.write_artifacts(config.workdir, data)
     if config.export:
         from tf_advssl import export
-        metrics["export_path"] = export.export_run_model(model, data.spec, data.preprocessor,
-                                                         os.path.join(config.workdir, "export"))
+        metrics["export_path"] = export.export_saved_model(model, os.path.join(config.workdir, "export"),
+                                                           spec=data.spec, preprocessor=data.preprocessor)
     metrics["wall_time_s"] = time.time() - start_time
     write_atomically(metrics_path, json.dumps(metrics, indent=2))
     return metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+from tf_advssl import config as config_lib
 from tf_advssl.config import ConfigError, dataset_family
 
 METHODS = {
@@ -30,6 +31,19 @@ METHODS = {
     "fm_gan": "tf_advssl.methods.fm_gan:FMGAN",
     "scar": "tf_advssl.methods.scar:SCAR",
 }
+
+
+# The classes by their Python names, for the Keras API: ``tf_advssl.methods.VAT(classifier, vat_eps=2.0)``.
+CLASSES = {path.split(":")[1]: path for path in METHODS.values()}
+__all__ = sorted(CLASSES) + ["METHODS", "get_method", "make_params", "param_fields", "resolve", "run_defaults"]
+
+
+def __getattr__(name: str):
+    """``tf_advssl.methods.VAT`` and the other classes, imported when first used."""
+    if name not in CLASSES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, class_name = CLASSES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def get_method(name: str):
@@ -74,3 +88,20 @@ def make_params(method: str, dataset: str, overrides: dict, network: str | None 
     if hasattr(params, "resolve"):
         params = params.resolve(dataset, overrides)
     return params
+
+
+def run_defaults(method: str, family: str) -> dict:
+    """The run settings ``method`` brings (``config_defaults`` of its class, then its
+    ``dataset_config_defaults`` for the dataset ``family``); {} for an unknown method."""
+    if method not in METHODS:
+        return {}
+    method_cls = get_method(method)
+    defaults = dict(method_cls.config_defaults)
+    defaults.update(method_cls.dataset_config_defaults.get(family, {}))
+    return defaults
+
+
+def resolve(config, inputs=None):
+    """``config.resolve`` with the defaults of the config's method (``run_defaults``)."""
+    family = dataset_family(config.dataset, inputs)
+    return config_lib.resolve(config, inputs, run_defaults(config.method, family))

@@ -46,34 +46,8 @@ import tensorflow as tf
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative
-
-
-def minimize(optimizer, variables, loss_fn):
-    """One update of ``variables`` by ``optimizer`` on the scalar ``loss_fn()``, with
-    the loss and distribution scaling of the base train_step; returns the loss."""
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-        scaled_loss = optimizer.scale_loss(losses.scale_for_replicas(loss))
-    gradients = tape.gradient(scaled_loss, variables)
-    optimizer.apply_gradients(zip(gradients, variables))
-    return loss
-
-
-def adam(learning_rate, beta_1=0.9):
-    """Adam, wrapped for loss scaling under the mixed_float16 policy."""
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def penultimate_features(classifier):
-    """The input tensor of the classifier's last (logits) layer, flattened."""
-    features = classifier.layers[-1].input
-    if len(features.shape) > 2:
-        features = keras.layers.Flatten()(features)
-    return features
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import adam, minimize, param, penultimate_features, require_nonnegative
 
 
 def mlp(input_dim, hidden_units, output_dim, name, seed, num_hidden=2):
@@ -121,8 +95,9 @@ class AAE(SSLModel):
     Params = AAEParams
     loss_names = ("loss_reconstruction", "loss_discriminator", "loss_generator", "loss_nll")
 
-    def __init__(self, classifier, params, **kwargs):
+    def __init__(self, classifier, params=None, **kwargs):
         super().__init__(classifier, params, **kwargs)
+        params = self.params
         seed = int(kwargs.get("seed", 0)) + 101
         style = keras.layers.Dense(params.aae_style_dim, dtype="float32", name="aae_style",
                                    kernel_initializer=keras.initializers.GlorotUniform(seed=seed))

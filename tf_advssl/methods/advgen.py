@@ -37,7 +37,7 @@ batch to C's loss (the generator does not see it), as ``--entmin`` does for VAT.
 On MNIST with 100 labels the consistency term alone leaves C no better than
 supervised training: a generator close to the identity gives a weak term, a
 stronger one flattens C's predictions.  The entropy term counters the
-flattening (docs/RESULTS.md).  Its forward pass does not update batch-norm
+flattening (docs/methods.md).  Its forward pass does not update batch-norm
 statistics, like the clean pass it replaces.
 """
 import dataclasses
@@ -51,7 +51,8 @@ import tensorflow as tf
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import param, require_nonnegative, scaled_for_update
 
 
 @dataclasses.dataclass
@@ -105,8 +106,9 @@ class AdvGen(SSLModel):
     Params = AdvGenParams
     loss_names = ("loss_nll", "loss_adv", "loss_reconst", "loss_entmin")
 
-    def __init__(self, classifier, params, **kwargs):
+    def __init__(self, classifier, params=None, **kwargs):
         super().__init__(classifier, params, **kwargs)
+        params = self.params
         self.encoder, self.decoder = build_generator(self.data_shape, seed=int(kwargs.get("seed", 0)) + 11)
         optimizer = keras.optimizers.Adam(params.advgen_learning_rate, beta_1=0.5)
         if keras.mixed_precision.global_policy().name == "mixed_float16":
@@ -143,8 +145,8 @@ class AdvGen(SSLModel):
         variables = self.generator_variables()
         with tf.GradientTape(persistent=True) as tape:
             loss_adv, loss_reconst = self.adversarial_terms(x_unlabeled, logits_clean, self.generate(x_unlabeled))
-            scaled_adv = optimizer.scale_loss(losses.scale_for_replicas(p.advgen_alpha * loss_adv))
-            scaled_reconst = optimizer.scale_loss(losses.scale_for_replicas(p.advgen_lambda * loss_reconst))
+            scaled_adv = scaled_for_update(optimizer, p.advgen_alpha * loss_adv)
+            scaled_reconst = scaled_for_update(optimizer, p.advgen_lambda * loss_reconst)
         adv_gradients = tape.gradient(scaled_adv, encoder_variables)
         reconst_gradients = tape.gradient(scaled_reconst, variables)
         del tape
@@ -190,7 +192,7 @@ class AdvGen(SSLModel):
             terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, None, logits_clean)
             weights = self.loss_weights()
             loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
-            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
+            scaled_loss = scaled_for_update(self.optimizer, loss)
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         return terms, loss

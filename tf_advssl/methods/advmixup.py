@@ -33,7 +33,7 @@ CIFAR-10/SVHN) runs the labeled and the mixed batch through the student
 separately (--joint_batch=false here).  With separate passes the batch-norm MLP
 on MNIST-100 memorises the labels under the statistics of its labeled batches
 and ICT ends at 43.67 % after 3000 steps (supervised 19.24 %); with the joint
-pass 8.13 % (docs/RESULTS.md, session 5).
+pass 8.13 % (docs/methods.md).
 After training, ``write_artifacts`` writes the seed's
 interpolation-path analysis (error along real-real and real-adversarial
 paths, by lam) as ``interpolation_paths.csv`` and ``.png``.
@@ -53,9 +53,10 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_choice,
-                                    require_nonnegative, sigmoid_rampup)
+from tf_advssl.methods.base import SSLModel
 from tf_advssl.methods.vat import VATParams
+from tf_advssl.methods.common import (TRANSLATE_ON_MNIST, joint_batch_param, param, rampup_steps, require_choice,
+                                      require_nonnegative, sigmoid_rampup)
 
 MIXUP_PAIRS = ("real_adv", "real_real", "adv_adv")
 DIVERGENCES = ("mse", "kl")
@@ -157,9 +158,8 @@ class AdvMixup(SSLModel):
             return logits_labeled, self.logits(x_mixed)
 
     def loss_weights(self):
-        rampup_steps = int(round(self.params.mixup_rampup * self.total_steps))
         return {"loss_nll": 1.0,
-                "loss_mixup": self.params.mixup_weight * sigmoid_rampup(self.step, rampup_steps)}
+                "loss_mixup": self.params.mixup_weight * sigmoid_rampup(self.step, rampup_steps(self.params.mixup_rampup, self.total_steps))}
 
     def example_views(self, x, indices):
         """The mixture 0.5 x_i + 0.5 x_j^(adv) (AdvMixup) or 0.5 x_i + 0.5 x_j (ICT) with j = i - 1."""

@@ -15,7 +15,8 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import param, require_choice, require_nonnegative
 
 
 @dataclasses.dataclass

@@ -25,13 +25,8 @@ import keras
 import tensorflow as tf
 
 from tf_advssl import losses
-from tf_advssl.config import ConfigError
-from tf_advssl.layers import frozen_batch_stats
-
-
-def param(default, help: str, **metadata):
-    """A method hyper-parameter: a dataclass field whose flag help is ``help``."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+from tf_advssl.layers import batch_norm_layers, frozen_batch_stats
+from tf_advssl.methods.common import scaled_for_update
 
 
 @dataclasses.dataclass
@@ -42,59 +37,24 @@ class NoParams:
         pass
 
 
-def joint_batch_param():
-    """The ``joint_batch`` field shared by the methods that train on labeled and unlabeled rows."""
-    return param(True, "One training pass over the labeled and the unlabeled rows, so batch norm "
-                       "normalises both with the same statistics (false: separate passes, in which a "
-                       "batch-norm network can fit the labels under the statistics of labeled-only "
-                       "batches; docs/RESULTS.md).")
-
-
-def require_nonnegative(params, *names):
-    for name in names:
-        value = getattr(params, name)
-        if value < 0:
-            raise ConfigError(f"--{name} must be >= 0, got {value}")
-
-
-def require_choice(params, name, allowed):
-    value = getattr(params, name)
-    if value not in allowed:
-        raise ConfigError(f"--{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def sigmoid_rampup(step, rampup_steps):
-    """exp(-5 (1 - t)^2) for t = step / rampup_steps in [0, 1] (Laine & Aila 2017)."""
-    if rampup_steps <= 0:
-        return tf.constant(1.0)
-    t = tf.clip_by_value(tf.cast(step, tf.float32) / float(rampup_steps), 0.0, 1.0)
-    return tf.exp(-5.0 * tf.square(1.0 - t))
-
-
-def _all_layers(model):
-    """Every layer nested in ``model`` (depth first)."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
-
-
-# Random translations of up to 2 pixels on the MNIST-like sets, for the consistency methods
-# whose papers train with translations (Laine & Aila, Tarvainen & Valpola, Verma et al. and
-# Berthelot et al. on SVHN, with flips added only on CIFAR).  A method's
-# ``dataset_config_defaults``; --augment_translate=0 turns it off.  Without it the Pi-model,
-# for one, ends worse than supervised on MNIST-100 (docs/RESULTS.md, session 7).
-TRANSLATE_ON_MNIST = {"mnist": {"augment_translate": 2}, "fashion_mnist": {"augment_translate": 2}}
+# Keyword arguments passed on to keras.Model.
+KERAS_MODEL_ARGUMENTS = ("name", "trainable", "dtype")
 
 
 class SSLModel(keras.Model):
     """Base semi-supervised model; see the module docstring.
 
+    Two ways to build one: the Keras way, the method's hyper-parameters as keyword arguments
+    (``VAT(classifier, vat_eps=2.0)``; the others keep their defaults), or with a whole
+    ``params`` object (``VAT(classifier, VATParams(...))``, as ``bin/train.py`` does).
+
     Args:
       classifier: keras.Model mapping model-space inputs to logits.
-      params: the method's Params dataclass instance.
-      num_classes: number of classes.
-      total_steps: planned training steps (ramp-ups and schedules use it).
+      params: the method's Params dataclass instance (default: its defaults, updated by the
+        keyword arguments that name its fields).
+      num_classes: number of classes (default: the classifier's last output dimension).
+      total_steps: planned training steps; needed only by the methods whose ramp-ups are a
+        fraction of the run (an error names it when one is missing).
       augmentation: optional keras layer applied to both streams in training.
       num_train_examples: size of the training set (per-example state).
       eval_ema / ema_decay: keep an EMA copy of the classifier ("teacher") and
@@ -113,14 +73,20 @@ class SSLModel(keras.Model):
     # ``config_defaults``, e.g. {"mnist": {"network": "mlp_wn"}}; flags still win.
     dataset_config_defaults: ClassVar[dict] = {}
 
-    def __init__(self, classifier: keras.Model, params, *, num_classes: int, total_steps: int,
-                 augmentation=None, num_train_examples: int = 0, input_shape=None,
-                 eval_ema: bool = False, ema_decay: float = 0.999, seed: int = 0, **kwargs):
+    def __init__(self, classifier: keras.Model, params=None, *, num_classes: Optional[int] = None,
+                 total_steps: Optional[int] = None, augmentation=None, num_train_examples: int = 0,
+                 input_shape=None, eval_ema: bool = False, ema_decay: float = 0.999, seed: int = 0,
+                 **kwargs):
+        params = self.make_params(params, {k: kwargs.pop(k) for k in list(kwargs) if k in self.param_names()})
+        unknown = sorted(set(kwargs) - set(KERAS_MODEL_ARGUMENTS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown arguments {unknown}; its hyper-parameters are "
+                            f"{', '.join(self.param_names()) or '(none)'}")
         super().__init__(**kwargs)
         self.classifier = classifier
         self.params = params
-        self.num_classes = num_classes
-        self.total_steps = int(total_steps)
+        self.num_classes = int(num_classes) if num_classes is not None else int(classifier.output_shape[-1])
+        self._total_steps = None if total_steps is None else int(total_steps)
         self.augmentation = augmentation
         self.num_train_examples = int(num_train_examples)
         self.data_shape = tuple(input_shape) if input_shape is not None else tuple(classifier.input_shape[1:])
@@ -131,15 +97,39 @@ class SSLModel(keras.Model):
         if self.needs_teacher or eval_ema:
             self.teacher = keras.models.clone_model(classifier)
             self.teacher.trainable = False
-            for layer in _all_layers(self.teacher):
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    # Batch statistics in training mode (as the reference Mean Teacher, ICT
-                    # and AdvMixup code run the EMA model); the teacher's weights and moving
-                    # statistics still change only through the EMA in ``update_teacher``.
-                    layer.trainable = True
+            for layer in batch_norm_layers(self.teacher):
+                # Batch statistics in training mode (as the reference Mean Teacher, ICT
+                # and AdvMixup code run the EMA model); the teacher's weights and moving
+                # statistics still change only through the EMA in ``update_teacher``.
+                layer.trainable = True
             for target, source in zip(self.teacher.weights, self.classifier.weights):
                 target.assign(source)
         self.error_tracker = keras.metrics.Mean(name="error")  # percent
+
+    @classmethod
+    def param_names(cls) -> tuple:
+        return tuple(f.name for f in dataclasses.fields(cls.Params))
+
+    @classmethod
+    def make_params(cls, params=None, overrides: Optional[dict] = None):
+        """``params`` (default: the Params' defaults) with ``overrides`` applied, validated."""
+        overrides = dict(overrides or {})
+        if params is None:
+            params = cls.Params()
+        elif not isinstance(params, cls.Params):
+            raise TypeError(f"{cls.__name__}: params must be a {cls.Params.__name__}, got {type(params).__name__}")
+        params = dataclasses.replace(params, **overrides) if overrides else params
+        if overrides or hasattr(params, "validate"):
+            params.validate()
+        return params
+
+    @property
+    def total_steps(self) -> int:
+        """The planned number of training steps (ramp-ups that last a fraction of the run)."""
+        if self._total_steps is None:
+            raise ValueError(f"{type(self).__name__} needs the planned number of training steps for its "
+                             f"ramp-up: pass total_steps= (e.g. steps_per_epoch * epochs of model.fit)")
+        return self._total_steps
 
     # ----- what a method states ---------------------------------------------------
     def compute_losses(self, x_labeled, y_labeled, x_unlabeled, idx_unlabeled) -> dict:
@@ -199,11 +189,6 @@ class SSLModel(keras.Model):
         """Variables the summed loss is differentiated against."""
         return self.classifier.trainable_variables
 
-    def build_extra(self):
-        """Hook run by ``training.build_model`` after ``self.optimizer`` is built and
-        before the checkpoint is created: build the variables of any extra
-        optimizers (see ``extra_optimizers``) so that checkpoints hold them."""
-
     def write_artifacts(self, workdir: str, data):
         """Hook run at the end of training: write method-specific files (e.g. a
         grid of generated samples) into ``workdir``; ``data`` is the SSLData."""
@@ -214,9 +199,10 @@ class SSLModel(keras.Model):
         {row title: images shaped like x} (xVAT masks, AdvMixup mixtures, ...). Default: none."""
         return {}
 
-    def initialize_weights(self, config):
+    def initialize_weights(self, config, restore_model):
         """Hook run by ``training.run`` when a run starts from step 0 (not on resume), before
-        the first step; e.g. SCAR copies a pretrained run's weights here."""
+        the first step; e.g. SCAR copies a pretrained run's weights here.  ``restore_model``:
+        ``runs.restore_model``, run directory -> (model, config, spec, preprocessor)."""
 
     # Steps between calls of ``training_data`` during training (0: only at the start).
     data_refresh_steps = 0
@@ -247,9 +233,22 @@ class SSLModel(keras.Model):
             target.assign(decay * target + (1.0 - decay) * tf.cast(source, target.dtype))
 
     # ----- Keras plumbing ---------------------------------------------------------
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """Keras' compile, then the optimizer's variables for those the summed loss trains
+        (``trainable_for_loss``; a method's extra optimizers are built in its ``__init__``).
+        The model counts as built (every variable exists once ``__init__`` and this have
+        run), so that checkpoints and callbacks that restore weights before the first step
+        (BackupAndRestore) find every variable."""
+        super().compile(optimizer=optimizer, **kwargs)
+        self.optimizer.build(self.trainable_for_loss())
+        self.built = True
+
+    def evaluated_network(self) -> keras.Model:
+        """The network evaluated and exported: the EMA teacher when ``eval_ema``, else the classifier."""
+        return self.teacher if (self.eval_ema and self.teacher is not None) else self.classifier
+
     def call(self, x, training=False):
-        model = self.teacher if (self.eval_ema and self.teacher is not None and not training) else self.classifier
-        return model(x, training=training)
+        return (self.classifier if training else self.evaluated_network())(x, training=training)
 
     def augment(self, x):
         if self.augmentation is None:
@@ -265,7 +264,7 @@ class SSLModel(keras.Model):
             terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, idx_unlabeled)
             weights = self.loss_weights()
             loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
-            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
+            scaled_loss = scaled_for_update(self.optimizer, loss)
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.after_update()

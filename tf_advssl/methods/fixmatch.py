@@ -49,8 +49,9 @@ import tensorflow as tf
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import SSLModel, param, require_nonnegative
-from tf_advssl.methods.pseudo_label import confident_pseudo_labels
+from tf_advssl.keras_workarounds import narrowed_randaugment
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import confident_pseudo_labels, param, require_nonnegative
 
 FIXMATCH_ROTATION_DEGREES = 30.0
 FIXMATCH_SHEAR = 0.3
@@ -90,13 +91,8 @@ def random_cutout(images, max_fraction, fill_value, seed):
 
 def build_randaugment(value_range, num_ops, magnitude, seed):
     """Keras RandAugment with rotation, shear and translation narrowed to FixMatch's ranges."""
-    layer = keras.layers.RandAugment(value_range=value_range, num_ops=num_ops, factor=magnitude, seed=seed)
-    fill = dict(fill_mode="constant", fill_value=0.5 * (value_range[0] + value_range[1]))
-    layer.random_rotation = keras.layers.RandomRotation(FIXMATCH_ROTATION_DEGREES / 360.0, seed=seed, **fill)
-    layer.random_shear = keras.layers.RandomShear(FIXMATCH_SHEAR, FIXMATCH_SHEAR, seed=seed, **fill)
-    layer.random_translation = keras.layers.RandomTranslation(FIXMATCH_TRANSLATION, FIXMATCH_TRANSLATION,
-                                                              seed=seed, **fill)
-    return layer
+    return narrowed_randaugment(value_range, num_ops, magnitude, seed, rotation_degrees=FIXMATCH_ROTATION_DEGREES,
+                                shear=FIXMATCH_SHEAR, translation=FIXMATCH_TRANSLATION)
 
 
 @dataclasses.dataclass
@@ -134,8 +130,9 @@ class FixMatch(SSLModel):
     augment_inputs = False
     config_defaults = {"batch_size": 64, "unlabeled_batch_size": 448}  # B = 64, mu = 7
 
-    def __init__(self, classifier, params, *, seed: int = 0, **kwargs):
+    def __init__(self, classifier, params=None, *, seed: int = 0, **kwargs):
         super().__init__(classifier, params, seed=seed, **kwargs)
+        params = self.params
         self.is_image = len(self.data_shape) == 3
         self.randaugment = None
         if self.is_image and params.fixmatch_randaugment_ops > 0:

@@ -59,8 +59,9 @@ import tensorflow as tf
 from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import BatchNormalization, WeightNormDense, frozen_batch_stats
-from tf_advssl.methods.aae import adam, minimize, penultimate_features
-from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import (adam, minimize, param, penultimate_features, require_choice,
+                                      require_nonnegative)
 
 GENERATORS = ("mlp", "conv")
 OUTPUTS = ("linear", "sigmoid", "tanh")
@@ -154,8 +155,9 @@ class FMGAN(SSLModel):
     _PAPER_MNIST = {"network": "mlp_wn", "learning_rate": 3e-3, "batch_size": 100, "unlabeled_batch_size": 100}
     dataset_config_defaults = {"mnist": _PAPER_MNIST, "fashion_mnist": _PAPER_MNIST}
 
-    def __init__(self, classifier, params, **kwargs):
+    def __init__(self, classifier, params=None, **kwargs):
         super().__init__(classifier, params, **kwargs)
+        params = self.params
         if params.fm_gan_generator == "conv" and (len(self.data_shape) != 3 or self.data_shape[0] % 4
                                                   or self.data_shape[1] % 4):
             raise ConfigError(f"--fm_gan_generator=conv needs images whose height and width divide by 4; "

@@ -28,10 +28,11 @@ import tensorflow as tf
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative,
-                                    sigmoid_rampup)
-from tf_advssl.methods.pi_model import (PiModel, SYNTHETIC_NOISE, consistency_squared_error,
-                                        input_noise_param, rampup_steps)
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.pi_model import PiModel
+from tf_advssl.methods.common import (SYNTHETIC_NOISE, TRANSLATE_ON_MNIST, consistency_squared_error,
+                                      input_noise_param, joint_batch_param, param, rampup_steps,
+                                      require_nonnegative, sigmoid_rampup)
 
 
 @dataclasses.dataclass

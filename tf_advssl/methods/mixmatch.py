@@ -36,8 +36,8 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import TRANSLATE_ON_MNIST, SSLModel, param, require_nonnegative
-from tf_advssl.methods.pseudo_label import linear_rampup
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import TRANSLATE_ON_MNIST, linear_rampup, param, require_nonnegative
 
 
 def sharpen(probs, temperature):

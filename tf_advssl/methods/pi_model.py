@@ -31,29 +31,10 @@ import tensorflow as tf
 
 from tf_advssl import losses
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative,
-                                    sigmoid_rampup)
-
-SYNTHETIC_NOISE = {"two_circles": {"input_noise": 0.05}, "moons": {"input_noise": 0.05}}
-
-
-def consistency_squared_error(logits_a, logits_b):
-    """Mean over the batch of (1/C) ||softmax(a) - softmax(b)||^2 (Laine & Aila; Tarvainen & Valpola)."""
-    num_classes = tf.cast(tf.shape(logits_a)[-1], tf.float32)
-    probs_a = tf.nn.softmax(tf.cast(logits_a, tf.float32))
-    probs_b = tf.nn.softmax(tf.cast(logits_b, tf.float32))
-    return tf.reduce_mean(losses.squared_error(probs_a, probs_b)) / num_classes
-
-
-def rampup_steps(fraction, total_steps):
-    return int(round(fraction * total_steps))
-
-
-def input_noise_param():
-    """The ``input_noise`` field shared (same meaning, same default) by the consistency methods."""
-    return param(0.15, "Std of the Gaussian noise added to the inputs of every stochastic pass "
-                       "(pi_model, temporal_ensembling, mean_teacher).")
-
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import (SYNTHETIC_NOISE, TRANSLATE_ON_MNIST, consistency_squared_error,
+                                      input_noise_param, joint_batch_param, param, rampup_steps,
+                                      require_nonnegative, sigmoid_rampup)
 
 @dataclasses.dataclass
 class PiModelParams:

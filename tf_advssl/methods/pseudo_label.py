@@ -25,22 +25,9 @@ import tensorflow as tf
 
 from tf_advssl import losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import SSLModel, joint_batch_param, param, require_nonnegative
-
-
-def linear_rampup(step, rampup_steps):
-    """min(1, step / rampup_steps) (1 when rampup_steps <= 0)."""
-    if rampup_steps <= 0:
-        return tf.constant(1.0)
-    return tf.clip_by_value(tf.cast(step, tf.float32) / float(rampup_steps), 0.0, 1.0)
-
-
-def confident_pseudo_labels(logits, threshold):
-    """(labels, mask): argmax of the (gradient-free) prediction and 1[max p >= threshold]."""
-    probs = tf.stop_gradient(tf.nn.softmax(tf.cast(logits, tf.float32)))
-    labels = tf.argmax(probs, axis=-1)
-    mask = tf.cast(tf.reduce_max(probs, axis=-1) >= threshold, tf.float32)
-    return labels, mask
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import (confident_pseudo_labels, joint_batch_param, linear_rampup, param,
+                                      require_nonnegative)
 
 
 @dataclasses.dataclass

@@ -48,9 +48,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_advssl import data as data_lib
 from tf_advssl import perturbations
 from tf_advssl.config import Config, ConfigError
-from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative
+from tf_advssl.methods import METHODS, get_method, make_params
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import param, require_choice, require_nonnegative
 
 SELECTION_FILE = "scar_selection"
 TABLE_FILE = "scar_table"
@@ -82,8 +85,6 @@ class SCARParams:
     DATASET_DEFAULTS: ClassVar[dict] = {"two_circles": {"scar_eps": 0.05}, "moons": {"scar_eps": 0.05}}
 
     def validate(self):
-        from tf_advssl.methods import METHODS
-
         if self.scar_base not in METHODS or self.scar_base == "scar":
             allowed = ", ".join(sorted(m for m in METHODS if m != "scar"))
             raise ConfigError(f"--scar_base={self.scar_base!r} must be one of {allowed}")
@@ -102,8 +103,6 @@ class SCARParams:
     def resolve(self, dataset, overrides):
         """Fill ``base_params``: the pretrained run's params when it used --scar_base (its
         base method's when it is itself a SCAR run), then these, then the flags."""
-        from tf_advssl.methods import make_params
-
         pretrained = _read_config(self.pretrained_workdir)
         method, inherited = pretrained.method, pretrained.method_params
         if method == "scar":
@@ -237,11 +236,10 @@ class SCAR(SSLModel):
 
     Params = SCARParams
 
-    def __init__(self, classifier, params, **kwargs):
-        from tf_advssl.methods import get_method
-
+    def __init__(self, classifier, params=None, **kwargs):
         eval_ema = kwargs.pop("eval_ema", False)
         super().__init__(classifier, params, eval_ema=False, **kwargs)
+        params = self.params
         base_cls = get_method(params.scar_base)
         self.base_model = base_cls(classifier, base_cls.Params(**params.base_params), eval_ema=eval_ema, **kwargs)
         self.teacher, self.eval_ema = self.base_model.teacher, self.base_model.eval_ema
@@ -263,17 +261,11 @@ class SCAR(SSLModel):
     def extra_optimizers(self):
         return list(getattr(self.base_model, "extra_optimizers", lambda: [])())
 
-    def build_extra(self):
-        self.base_model.build_extra()
-
     def call(self, x, training=False):
         return self.base_model(x, training=training)
 
     def example_views(self, x, indices):
         return self.base_model.example_views(x, indices)
-
-    def evaluated_network(self):
-        return self.teacher if (self.eval_ema and self.teacher is not None) else self.classifier
 
     # ----- stage 1 -> stage 2 --------------------------------------------------------------
     @classmethod
@@ -287,15 +279,11 @@ class SCAR(SSLModel):
             raise ConfigError(f"--pretrained_workdir={workdir} was trained with {theirs}, this run has {ours}; "
                               f"SCAR continues on the same data and network: pass the same flags")
 
-    def initialize_weights(self, config):
+    def initialize_weights(self, config, restore_model):
         """theta_0 = theta~ = the network the pretrained run evaluates (its EMA teacher if it has one)."""
-        from tf_advssl import training
-
         workdir = self.params.pretrained_workdir
-        pretrained_model = training.restore_model(workdir)[0]
-        network = pretrained_model.classifier
-        if pretrained_model.eval_ema and pretrained_model.teacher is not None:
-            network = pretrained_model.teacher
+        pretrained_model = restore_model(workdir)[0]
+        network = pretrained_model.evaluated_network()
         for target in (self.classifier, self.pretrained, self.teacher):
             if target is not None:
                 copy_weights(network, target, workdir)
@@ -312,14 +300,12 @@ class SCAR(SSLModel):
         return self._frozen_logits_fn[1]
 
     def training_data(self, config, data, step):
-        from tf_advssl import robustness
-
         epoch_steps = self.epoch_steps(config, data)
         self.data_refresh_steps = epoch_steps
         epoch = step // epoch_steps
         if self.params.scar_relabel and step > 0 and step % epoch_steps == 0:
             copy_weights(self.evaluated_network(), self.pretrained)
-        clip_min, clip_max = robustness.input_bounds(data.spec, data.x_train)
+        clip_min, clip_max = data_lib.input_bounds(data.spec, data.x_train)
         pseudo_labels, survives = robust_selection(
             self._frozen_logits(data.preprocessor), data.x_train, self.params.scar_eps,
             attack=self.params.scar_attack, clip_min=clip_min, clip_max=clip_max,
@@ -341,8 +327,6 @@ class SCAR(SSLModel):
         return dataclasses.replace(data, y_train=y_train, labeled_indices=labeled)
 
     def _write_record(self, config, data, record):
-        from tf_advssl import robustness
-
         path = os.path.join(config.workdir, SELECTION_FILE + ".json")
         content = None
         if os.path.exists(path):
@@ -357,7 +341,7 @@ class SCAR(SSLModel):
             content = {"pretrained_workdir": self.params.pretrained_workdir, "pretrained_test_error": before,
                        "scar_base": self.params.scar_base, "attack": self.params.scar_attack,
                        "eps": self.params.scar_eps,
-                       "eps_space": robustness.eps_space_note(data.spec, self.params.scar_attack),
+                       "eps_space": data_lib.eps_space_note(data.spec, self.params.scar_attack),
                        "relabel": self.params.scar_relabel, "epochs": []}
         content["epochs"] = [r for r in content["epochs"] if r["epoch"] != record["epoch"]] + [record]
         content["epochs"].sort(key=lambda r: r["epoch"])
@@ -374,13 +358,11 @@ class SCAR(SSLModel):
 
     def write_artifacts(self, workdir, data):
         """The base method's files, then the seed's Table 2 for the pretrained model on the test set."""
-        from tf_advssl import robustness
-
         self.base_model.write_artifacts(workdir, data)
         if self.params.scar_relabel:  # the frozen copy moved: the table is about the pretrained run
             return
         eps = self.params.scar_eps
-        clip_min, clip_max = robustness.input_bounds(data.spec, data.x_train)
+        clip_min, clip_max = data_lib.input_bounds(data.spec, data.x_train)
         rows = selection_table(self._frozen_logits(data.preprocessor), data.x_test,
                                data.y_test, [eps / 4, eps / 2, eps, 2 * eps, 4 * eps],
                                attack=self.params.scar_attack, clip_min=clip_min, clip_max=clip_max,
@@ -390,5 +372,5 @@ class SCAR(SSLModel):
         name = _read_config(self.params.pretrained_workdir).method
         with open(os.path.join(workdir, TABLE_FILE + ".md"), "w") as f:
             f.write(f"Selection on the test set by the pretrained {name} model ({self.params.scar_attack}, "
-                    f"{robustness.eps_space_note(data.spec, self.params.scar_attack)})\n\n")
+                    f"{data_lib.eps_space_note(data.spec, self.params.scar_attack)})\n\n")
             f.write(format_selection_table(rows, name) + "\n")

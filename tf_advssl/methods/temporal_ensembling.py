@@ -27,9 +27,10 @@ import tensorflow as tf
 
 from tf_advssl import distribution, losses
 from tf_advssl.config import ConfigError
-from tf_advssl.methods.base import (TRANSLATE_ON_MNIST, SSLModel, joint_batch_param, param, require_nonnegative,
-                                    sigmoid_rampup)
-from tf_advssl.methods.pi_model import PiModel, SYNTHETIC_NOISE, input_noise_param, rampup_steps
+from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.pi_model import PiModel
+from tf_advssl.methods.common import (SYNTHETIC_NOISE, TRANSLATE_ON_MNIST, input_noise_param, joint_batch_param,
+                                      param, rampup_steps, require_nonnegative, sigmoid_rampup)
 
 @dataclasses.dataclass
 class TemporalEnsemblingParams:
@@ -64,8 +65,9 @@ class TemporalEnsembling(SSLModel):
     dataset_config_defaults = TRANSLATE_ON_MNIST
     stochastic_view = PiModel.stochastic_view
 
-    def __init__(self, classifier, params, **kwargs):
+    def __init__(self, classifier, params=None, **kwargs):
         super().__init__(classifier, params, **kwargs)
+        params = self.params
         if self.num_train_examples <= 0:
             raise ValueError("temporal_ensembling needs num_train_examples > 0 (its per-example table)")
         self.ensemble_predictions = self.add_weight(

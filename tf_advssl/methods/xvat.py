@@ -81,8 +81,9 @@ import tensorflow as tf
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
 from tf_advssl.layers import frozen_batch_stats
-from tf_advssl.methods.base import SSLModel, param, require_choice, require_nonnegative
+from tf_advssl.methods.base import SSLModel
 from tf_advssl.optimizers import LazyAdam
+from tf_advssl.methods.common import param, require_choice, require_nonnegative, scaled_for_update
 
 X_MODES = ("inductive", "transductive")
 X_DIVERGENCES = ("kl", "reverse_kl")
@@ -143,7 +144,7 @@ class XVATParams(XParams):
     # inputs centred so masks pull pixels to 0.5); lazy Adam at 1e-2 moves a visited row about
     # as far as that dense Adam.  MNIST-100, step 6000, seeds 0 / 1 / 2: 5.59 / 2.26 / 3.19 % (6.84 / 2.68 /
     # 2.79 % with SGD at 1e-3, which left the table at its start; 22.48 % at step 3000 for the former defaults:
-    # inductive, forward KL, x_center 0, MLP 1200-600-300-150-150) (docs/RESULTS.md, sessions 8-9).
+    # inductive, forward KL, x_center 0, MLP 1200-600-300-150-150) (docs/methods.md).
     DATASET_DEFAULTS: ClassVar[dict] = {
         "mnist": {"x_mode": "transductive", "x_center": 0.5, "x_divergence": "reverse_kl",
                   "log_alpha_init_std": 1.0, "log_alpha_table_optimizer": "adam",
@@ -206,8 +207,9 @@ class XVAT(SSLModel):
     loss_names = ("loss_nll", "loss_x", "loss_l0", "loss_entmin")
     uses_labels: ClassVar[bool] = False
 
-    def __init__(self, classifier, params, **kwargs):
+    def __init__(self, classifier, params=None, **kwargs):
         super().__init__(classifier, params, **kwargs)
+        params = self.params
         self.mask_shape = mask_shape(self.data_shape)
         self.transductive = params.x_mode == "transductive"
         self.log_alpha_table = None
@@ -311,7 +313,7 @@ class XVAT(SSLModel):
             terms = self.compute_losses(x_labeled, y_labeled, x_unlabeled, rows)
             weights = self.loss_weights()
             loss = tf.add_n([tf.cast(weights[name], tf.float32) * terms[name] for name in self.loss_names])
-            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
+            scaled_loss = scaled_for_update(self.optimizer, loss)
         gradients = tape.gradient(scaled_loss, classifier_variables + alpha_variables)
         num_classifier = len(classifier_variables)
         self.optimizer.apply_gradients(zip(gradients[:num_classifier], classifier_variables))

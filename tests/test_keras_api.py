@@ -189,3 +189,19 @@ def test_the_readme_example_runs_and_resumes(name, tmp_path):
     assert int(model.optimizer.iterations) == 4 and 0.0 <= error <= 100.0
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert not os.path.exists(os.path.join(str(tmp_path), "backup"))  # removed after the finished fit
+
+
+def test_keras_callbacks_tensorboard_modelcheckpoint_earlystopping(tmp_path):
+    model, ds = build("VAT")
+    _, _, (x_test, y_test) = arrays()
+    weights = str(tmp_path / "best.weights.h5")
+    stop = keras.callbacks.EarlyStopping(monitor="val_error", mode="min", patience=1, min_delta=200.0)
+    history = model.fit(ds, steps_per_epoch=STEPS, epochs=5, verbose=0, validation_data=(x_test, y_test),
+                        callbacks=[keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+                                   keras.callbacks.ModelCheckpoint(weights, save_weights_only=True), stop])
+    assert len(history.epoch) == 2 and stop.stopped_epoch == 1  # no epoch can improve by 200 points
+    assert all(0.0 <= e <= 100.0 for e in history.history["val_error"])
+    assert any(name.startswith("events") for _, _, files in os.walk(tmp_path / "tb") for name in files)
+    reloaded, _ = build("VAT", seed=1)  # other initial weights
+    reloaded.load_weights(weights)
+    np.testing.assert_allclose(reloaded.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-6)

@@ -175,7 +175,7 @@ def test_transductive_table_updates_only_the_rows_of_the_batch(table_optimizer):
 def test_lazy_adam_moves_only_the_rows_of_the_gradient_by_adams_rule():
     """Hand-worked Adam on the visited rows (a repeated row's slices summed); the other rows and
     their moments do not move, whereas dense Adam keeps moving a row through its momentum."""
-    from tf_advssl.optimizers import LazyAdam
+    from tf_advssl.keras_workarounds import LazyAdam
     lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-7
     start = np.arange(10, dtype=np.float32).reshape(5, 2)
     table = keras.Variable(start)

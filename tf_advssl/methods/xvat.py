@@ -46,7 +46,7 @@ Where log_alpha comes from (--x_mode):
                 changes only those rows.  The gradient of each row is that of
                 its own example's objective (the batch-mean gradient times the
                 global batch size).  sgd: plain SGD on the IndexedSlices.
-                adam: optimizers.LazyAdam, Adam's moments kept per row and
+                adam: keras_workarounds.LazyAdam, Adam's moments kept per row and
                 updated only for the batch's rows (triples the table's
                 memory).  The per-entry gradients are tiny (the L0 term's is
                 ~0.25 / P for P mask entries), so at a small rate SGD leaves the
@@ -80,9 +80,9 @@ import tensorflow as tf
 
 from tf_advssl import losses, perturbations
 from tf_advssl.config import ConfigError
+from tf_advssl.keras_workarounds import LazyAdam
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.optimizers import LazyAdam
 from tf_advssl.methods.common import param, require_choice, require_nonnegative, scaled_for_update
 
 X_MODES = ("inductive", "transductive")
@@ -113,7 +113,7 @@ class XParams:
     log_alpha_learning_rate: float = param(1e-3, "Adam learning rate of the inductive log-alpha network.")
     log_alpha_table_optimizer: str = param(
         "sgd", "Optimizer of the transductive log-alpha rows: sgd, or adam (lazy: only the batch's rows "
-               "and their moments change, optimizers.LazyAdam).")
+               "and their moments change, keras_workarounds.LazyAdam).")
     log_alpha_table_learning_rate: float = param(
         1.0, "Learning rate of the transductive log-alpha rows (per-example gradient).")
 

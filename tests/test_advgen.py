@@ -163,7 +163,7 @@ def test_entmin_off_logs_the_entropy_with_weight_zero():
                                                         rel=1e-5)
 
 
-def test_image_generator_is_convolutional_and_the_grid_is_written(tmp_path):
+def test_image_generator_is_convolutional_and_the_grid_is_written(tmp_path, saved_figures):
     classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     model = make({}, classifier)
     assert any(isinstance(layer, keras.layers.Conv2D) for layer in model.encoder.layers)
@@ -171,4 +171,14 @@ def test_image_generator_is_convolutional_and_the_grid_is_written(tmp_path):
     generated = model.generate(x, training=False).numpy()
     assert generated.shape == x.shape
     path = plotting.generated_examples_figure(x, generated, os.path.join(tmp_path, "grid.png"))
-    assert os.path.getsize(path) > 0
+    assert os.path.isfile(path)
+    figure = saved_figures[path]  # originals in the top row, generated examples below, one column each
+    assert len(figure.axes) == 2 * 4
+    grid = np.array(figure.axes, dtype=object).reshape(2, 4)
+    assert grid[0, 0].get_title(loc="left") == "original" and grid[1, 0].get_title(loc="left") == "generated"
+    for row, images in enumerate((x, generated)):
+        for k in range(4):
+            assert len(grid[row, k].images) == 1
+            image = images[k, :, :, 0]
+            np.testing.assert_allclose(np.asarray(grid[row, k].images[0].get_array()),
+                                       (image - image.min()) / (image.max() - image.min() + 1e-8), atol=1e-5)

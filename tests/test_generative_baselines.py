@@ -352,13 +352,39 @@ def fake_data(shape, num_classes=2, n=40):
                             labeled_indices=np.arange(4), preprocessor=preprocessor)
 
 
-def test_write_artifacts(tmp_path):
-    aae().write_artifacts(str(tmp_path), fake_data((3,)))
-    assert os.path.getsize(tmp_path / "aae_samples.png") > 1000
+def test_write_artifacts(tmp_path, saved_figures):
+    vectors = fake_data((3,))
+    aae().write_artifacts(str(tmp_path), vectors)
+    assert os.path.isfile(tmp_path / "aae_samples.png")
+    panels = saved_figures[tmp_path / "aae_samples.png"].axes  # vectors: one scatter per panel, same limits
+    assert [ax.get_title() for ax in panels] == ["test inputs", "reconstructions",
+                                                 "samples dec(one_hot(k), z), coloured by k"]
+    assert all(len(ax.collections) == 1 for ax in panels)
+    inputs, reconstructions, samples = (ax.collections[0] for ax in panels)
+    np.testing.assert_allclose(inputs.get_offsets(), vectors.x_test[:, :2], atol=1e-6)  # first two features
+    assert len(reconstructions.get_offsets()) == len(vectors.x_test)
+    assert not np.allclose(reconstructions.get_offsets(), inputs.get_offsets())
+    np.testing.assert_array_equal(inputs.get_array(), vectors.y_test)  # coloured by label
+    np.testing.assert_array_equal(reconstructions.get_array(), vectors.y_test)
+    np.testing.assert_array_equal(samples.get_array(), np.repeat([0, 1], 50))  # 50 samples per class
+    assert len(samples.get_offsets()) == 100
+    assert len({ax.get_xlim() for ax in panels}) == 1 and len({ax.get_ylim() for ax in panels}) == 1
+
     classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
     model = build("fm_gan", {"fm_gan_generator": "conv", "fm_gan_noise_dim": 4}, classifier, input_shape=(8, 8, 1))
-    model.write_artifacts(str(tmp_path), fake_data((8, 8, 1)))
-    assert os.path.getsize(tmp_path / "fm_gan_samples.png") > 1000
+    images = fake_data((8, 8, 1))
+    model.write_artifacts(str(tmp_path), images)
+    assert os.path.isfile(tmp_path / "fm_gan_samples.png")
+    panels = saved_figures[tmp_path / "fm_gan_samples.png"].axes  # images: one tiled canvas per panel
+    assert [ax.get_title() for ax in panels] == ["unlabeled data", "generator samples"]
+    assert all(len(ax.images) == 1 for ax in panels)
+    data_canvas, sample_canvas = (np.asarray(ax.images[0].get_array()) for ax in panels)
+    # 10 images of 8 x 8 per row, a 1-pixel gap after each: the 40 training images, 100 samples
+    assert data_canvas.shape == (4 * 9, 10 * 9) and sample_canvas.shape == (10 * 9, 10 * 9)
+    x = images.x_train / 255.0
+    expected = (x - x.min()) / (x.max() - x.min() + 1e-8)
+    np.testing.assert_allclose(data_canvas[9:17, 18:26], expected[12, :, :, 0], atol=1e-5)  # row 1, column 2
+    assert np.all(data_canvas[8, :] == 1.0) and np.all(data_canvas[:, 8] == 1.0)  # white gaps
 
 
 @pytest.mark.parametrize("make_model", [aae, fm_gan])

@@ -99,6 +99,6 @@ def adversarial_views(model, data, count: int = 8, fgsm_fraction: float = 0.1, v
             (f"FGSM\n(L-inf {fgsm_eps:g}, raw)", x_fgsm)]
     rows += [(title, tf.cast(images, tf.float32)) for title, images in
              model.example_views(x, tf.constant(indices)).items()]
-    predictions = [None if title.startswith("mask") else np.argmax(logits(images).numpy(), axis=-1)
+    predictions = [None if title.startswith("mask z") else np.argmax(logits(images).numpy(), axis=-1)
                    for title, images in rows]
     return [(title, np.asarray(images)) for title, images in rows], predictions

@@ -205,3 +205,14 @@ def test_keras_callbacks_tensorboard_modelcheckpoint_earlystopping(tmp_path):
     reloaded, _ = build("VAT", seed=1)  # other initial weights
     reloaded.load_weights(weights)
     np.testing.assert_allclose(reloaded.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-6)
+
+
+def test_augmentation_argument_is_applied_in_training():
+    plain, ds = build("VAT")
+    plain.fit(ds, steps_per_epoch=STEPS, epochs=1, verbose=0)
+    shift = keras.Sequential([keras.layers.RandomTranslation(0.25, 0.25, seed=3)])
+    augmented, ds = build("VAT", augmentation=shift)
+    assert augmented.augmentation is shift
+    augmented.fit(ds, steps_per_epoch=STEPS, epochs=1, verbose=0)
+    assert any(not np.allclose(a, b) for a, b in zip(values(plain.classifier.weights),
+                                                     values(augmented.classifier.weights)))

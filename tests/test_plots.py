@@ -38,6 +38,17 @@ def legend_texts(ax):
     return [text.get_text() for text in ax.get_legend().get_texts()]
 
 
+def assert_curve_pairs(ax, labels):
+    """The lines of ``ax`` are ``labels`` (also in the legend), in pairs of one run: solid then
+    dashed, in one colour per run, different between the two runs."""
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == labels and legend_texts(ax) == labels
+    assert [line.get_linestyle() for line in lines] == ["-", "--", "-", "--"]
+    colors = [line.get_color() for line in lines]
+    assert colors[0] == colors[1] != colors[2] == colors[3]
+    return lines
+
+
 def assert_image_grid(figure, rows, predictions):
     """The adversarial grid: one row of panels per (title, images) with the title as row label,
     one column per example showing that image (min-max scaled) and, where the row has
@@ -83,12 +94,8 @@ def test_plot_cli_draws_one_decision_boundary_panel_per_run(tmp_path, saved_figu
     paths = figures.plot_runs([str(tmp_path / "vat"), str(tmp_path / "supervised")], "interpolation_paths")
     assert os.path.isfile(paths[0])
     (ax,) = saved_figures[paths[0]].axes  # all runs on one axes: two curves per run, one colour per run
-    labels = [f"{run}: {path}" for run in ("vat", "supervised") for path in ("real-real", "real-adversarial")]
-    lines = ax.get_lines()
-    assert [line.get_label() for line in lines] == labels and legend_texts(ax) == labels
-    assert [line.get_linestyle() for line in lines] == ["-", "--", "-", "--"]
-    colors = [line.get_color() for line in lines]
-    assert colors[0] == colors[1] != colors[2] == colors[3]
+    lines = assert_curve_pairs(ax, [f"{run}: {path}" for run in ("vat", "supervised")
+                                    for path in ("real-real", "real-adversarial")])
     for line in lines:
         np.testing.assert_allclose(line.get_xdata(), analysis.DEFAULT_LAMBDAS)
         assert np.all((np.asarray(line.get_ydata()) >= 0.0) & (np.asarray(line.get_ydata()) <= 100.0))
@@ -163,12 +170,7 @@ def test_robustness_figure_from_results(tmp_path, saved_figures):
                                out=str(tmp_path / "curves.png"))
     assert paths == [str(tmp_path / "curves.png")] and os.path.isfile(paths[0])
     (ax,) = saved_figures[paths[0]].axes  # one axes: per run a white-box (solid) and a black-box (dashed) curve
-    labels = [f"{run} ({box})" for run in ("a", "b") for box in ("white-box", "black-box")]
-    lines = ax.get_lines()
-    assert [line.get_label() for line in lines] == labels and legend_texts(ax) == labels
-    assert [line.get_linestyle() for line in lines] == ["-", "--", "-", "--"]
-    colors = [line.get_color() for line in lines]
-    assert colors[0] == colors[1] != colors[2] == colors[3]
+    lines = assert_curve_pairs(ax, [f"{run} ({box})" for run in ("a", "b") for box in ("white-box", "black-box")])
     for line, errors in zip(lines, [[2.0, 10.0, 30.0], [2.0, 5.0, 8.0]] * 2):  # clean error at eps = 0
         np.testing.assert_allclose(line.get_xdata(), [0.0, 1.0, 2.0])
         np.testing.assert_allclose(line.get_ydata(), errors)

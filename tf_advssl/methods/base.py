@@ -119,8 +119,7 @@ class SSLModel(keras.Model):
         elif not isinstance(params, cls.Params):
             raise TypeError(f"{cls.__name__}: params must be a {cls.Params.__name__}, got {type(params).__name__}")
         params = dataclasses.replace(params, **overrides) if overrides else params
-        if overrides or hasattr(params, "validate"):
-            params.validate()
+        params.validate()
         return params
 
     @property

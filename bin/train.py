@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_advssl import cli, methods
+from tf_advssl import cli, hparams
 from tf_advssl.config import Config
 
 HELP = {
@@ -101,10 +101,10 @@ def define_flags():
         if field.name == "method_params":
             continue
         if field.name == "method":
-            flags.DEFINE_enum("method", field.default, sorted(methods.METHODS), HELP["method"])
+            flags.DEFINE_enum("method", field.default, sorted(hparams.PARAMS), HELP["method"])
             continue
         _define(field.name, field.type, field.default, HELP.get(field.name, field.name))
-    for name, field in methods.param_fields().items():
+    for name, field in hparams.param_fields().items():
         _define(name, field.type, None, f"{field.metadata.get('help', '')} (default {field.default}, "
                                          f"or the dataset's)")
 
@@ -127,8 +127,8 @@ FLAG_GROUPS = {
 def help_groups() -> dict:
     """FLAG_GROUPS, then "method <name>": the flags of each method's hyper-parameters."""
     groups = dict(FLAG_GROUPS)
-    for name in sorted(methods.METHODS):
-        fields = [f.name for f in dataclasses.fields(methods.get_method(name).Params) if f.metadata.get("flag", True)]
+    for name in sorted(hparams.PARAMS):
+        fields = [f.name for f in hparams.flag_fields(hparams.get_params(name))]
         if fields:
             groups[f"method {name}"] = tuple(fields)
     return groups
@@ -158,7 +158,7 @@ def config_from_flags(flag_values) -> Config:
         if field.name == "mlp_widths" and value is not None:
             value = tuple(int(v) for v in value)
         values[field.name] = value
-    values["method_params"] = {name: flag_values[name].value for name in methods.param_fields()
+    values["method_params"] = {name: flag_values[name].value for name in hparams.param_fields()
                                if flag_values[name].present}
     return Config(**values)
 

@@ -1,8 +1,11 @@
 """The package's imports run one way: no module imports, at any level of its code, a module
-that imports it back (directly or through others); plotting and config are leaves."""
+that imports it back (directly or through others); plotting and config are leaves, and the
+methods' hyper-parameters (tf_advssl.hparams) stand on config alone, without TensorFlow."""
 import ast
 import glob
 import os
+import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "tf_advssl"
@@ -81,6 +84,35 @@ def test_plotting_and_config_are_leaves():
     graph = import_graph()
     assert graph["tf_advssl.plotting"] == set()  # it draws what it is given
     assert graph["tf_advssl.config"] == set()
+
+
+def test_hyperparameters_sit_on_config_only():
+    graph = import_graph()
+    hparams = [name for name in graph if name.startswith("tf_advssl.hparams")]
+    assert len(hparams) > 10
+    for name in hparams:
+        others = {m for m in graph[name] if not m.startswith("tf_advssl.hparams")}
+        assert others <= {"tf_advssl.config"}, (name, others)
+
+
+def test_help_and_every_method_params_load_no_tensorflow():
+    """``bin/train.py --help`` and the Params of every method (the flags and their checks)
+    are plain Python: loading TensorFlow takes longer than all the rest."""
+    script = ("import io, runpy, sys, contextlib\n"
+              "from tf_advssl import hparams\n"
+              "[hparams.get_params(name)() for name in hparams.PARAMS if name != 'scar']\n"
+              "sys.argv = ['train.py', '--help']\n"
+              "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+              "    try:\n"
+              "        runpy.run_path(sys.argv_path, run_name='__main__')\n"
+              "    except SystemExit:\n"
+              "        pass\n"
+              "assert 'method vat flags:' in out.getvalue()\n"
+              "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))\n")
+    script = script.replace("sys.argv_path", repr(os.path.join(ROOT, "bin", "train.py")))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 

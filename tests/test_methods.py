@@ -7,7 +7,7 @@ import tensorflow as tf
 from tf_advssl import perturbations
 from tf_advssl.layers import BatchNormalization
 from tf_advssl.methods import get_method, make_params
-from tf_advssl.methods.base import NoParams
+from tf_advssl.hparams.common import NoParams
 
 
 from linear_models import linear_classifier, make_method as make, softmax  # noqa: E402
@@ -161,6 +161,13 @@ def test_dataset_defaults_then_overrides():
 
 def test_no_params_placeholder_is_only_for_parameterless_methods():
     assert get_method("supervised").Params is NoParams
+
+
+def test_each_method_class_has_the_params_of_the_hparams_registry():
+    from tf_advssl import hparams, methods
+    assert set(hparams.PARAMS) == set(methods.METHODS)
+    for name in methods.METHODS:
+        assert get_method(name).Params is hparams.get_params(name), name
 
 
 @pytest.mark.parametrize("method", ["mean_teacher", "ict", "advmixup"])

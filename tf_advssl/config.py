@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from typing import Any, Optional
+
+
+# Allowed values of the choices among the run's settings and the methods' hyper-parameters.
+NORMS = ("linf", "l2")
+ATTACKS = ("fgsm", "fgm", "pgd_linf", "pgd_l2")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("vat_linear", "constant", "cosine", "exponential")
+PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ConfigError(ValueError):
@@ -218,3 +228,32 @@ def resolve(config: Config, inputs=None, method_defaults: dict | None = None) ->
     if resolved.checkpoint_every is None:
         resolved = resolved.replace(checkpoint_every=max(1, min(1000, resolved.train_steps // 5)))
     return resolved
+
+
+def check(config: Config) -> None:
+    """The checks of the run's own settings (steps, optimizer, schedule, precision, strategy) on
+    a resolved config; raises ConfigError naming the flag and what it allows.  The data, the
+    network and the method check theirs (``training.validate`` calls them all)."""
+    if config.train_steps <= 0:
+        raise ConfigError(f"--train_steps must be > 0, got {config.train_steps}")
+    for name in ("eval_every", "checkpoint_every", "log_every"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name} must be a number of steps > 0, got {getattr(config, name)}")
+    choices = (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+               ("mixed_precision", PRECISION_POLICIES), ("strategy", STRATEGIES))
+    for name, allowed in choices:
+        if getattr(config, name) not in allowed:
+            raise ConfigError(f"--{name}={getattr(config, name)!r} is not one of {', '.join(allowed)}")
+    if config.learning_rate <= 0:
+        raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
+    if not 0.0 <= config.lr_decay_start <= 1.0:
+        raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
+    if not 0.0 < config.lr_decay_rate <= 1.0:
+        raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
+    if config.lr_decay_steps <= 0:
+        raise ConfigError(f"--lr_decay_steps must be > 0, got {config.lr_decay_steps}")
+    if config.bn_recalibration_examples < 1:
+        raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
+    spe = config.steps_per_execution
+    if isinstance(spe, bool) or not isinstance(spe, numbers.Integral) or spe < 1:
+        raise ConfigError(f"--steps_per_execution must be an integer >= 1, got {spe!r}")

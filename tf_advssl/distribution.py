@@ -46,9 +46,8 @@ import tensorflow as tf
 
 from tf_advssl import data as data_lib
 from tf_advssl import layers, losses
-from tf_advssl.config import ConfigError
+from tf_advssl.config import STRATEGIES, ConfigError
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -24,9 +24,9 @@ from typing import Callable
 import tensorflow as tf
 
 from tf_advssl import losses
+from tf_advssl.config import ATTACKS, NORMS  # noqa: F401 (perturbations.ATTACKS: the attacks defined here)
 from tf_advssl.layers import frozen_batch_stats
 
-NORMS = ("linf", "l2")
 
 
 def _feature_axes(x):
@@ -167,7 +167,6 @@ def prediction_survives(logits_fn: Callable, x, eps, *, norm: str = "linf", clip
     return classes, tf.equal(tf.argmax(logits_fn(x_adv), axis=-1), classes)
 
 
-ATTACKS = ("fgsm", "fgm", "pgd_linf", "pgd_l2")
 
 
 def attack_loss(logits_fn: Callable, labels, *, targeted: bool = False):

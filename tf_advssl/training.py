@@ -31,14 +31,12 @@ import tensorflow as tf
 
 from tf_advssl import data as data_lib
 from tf_advssl import distribution, layers, methods
-from tf_advssl.config import Config, ConfigError
+from tf_advssl import config as config_lib
+from tf_advssl.config import Config
 from tf_advssl.networks import check_network_options
 from tf_advssl.runs import (CHECKPOINT_DIR, RunRecord, build_model, check_workdir, check_workdir_path, checkpoint_for,
                             kept_note, prepare_workdir, restore_model, write_atomically)
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("vat_linear", "constant", "cosine", "exponential")
-PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -46,38 +44,20 @@ class TrainingDivergedError(RuntimeError):
 
 
 def validate(config: Config) -> Config:
-    """All cheap checks of user input; returns the resolved config. Raises ConfigError."""
+    """All cheap checks of user input; returns the resolved config. Raises ConfigError.
+
+    Each layer checks its own settings: the run directory (runs), the data (data), the run's
+    settings (config.check), the network (networks), the method's hyper-parameters (their
+    Params in hparams) and what a method needs beyond them (its validate_config)."""
     methods.get_method(config.method)
     check_workdir_path(config.workdir)
     data_lib.validate(config)  # incl. batch sizes set by the user; resolve() fills the rest with positive defaults
     inputs = data_lib.describe(config)
     config = methods.resolve(config, inputs)
-    if config.train_steps <= 0:
-        raise ConfigError(f"--train_steps must be > 0, got {config.train_steps}")
-    for name in ("eval_every", "checkpoint_every", "log_every"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name} must be a number of steps > 0, got {getattr(config, name)}")
-    checks = (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-              ("mixed_precision", PRECISION_POLICIES), ("strategy", distribution.STRATEGIES))
-    for name, allowed in checks:
-        if getattr(config, name) not in allowed:
-            raise ConfigError(f"--{name}={getattr(config, name)!r} is not one of {', '.join(allowed)}")
-    if config.learning_rate <= 0:
-        raise ConfigError(f"--learning_rate must be > 0, got {config.learning_rate}")
-    if not 0.0 <= config.lr_decay_start <= 1.0:
-        raise ConfigError(f"--lr_decay_start must be in [0, 1], got {config.lr_decay_start}")
+    config_lib.check(config)
     check_network_options(config.network, top_bn=config.top_bn, mlp_wn_input_noise=config.mlp_wn_input_noise,
                           mlp_wn_hidden_noise=config.mlp_wn_hidden_noise, mlp_widths=config.mlp_widths,
                           dropout=config.dropout, inputs=inputs)
-    if config.bn_recalibration_examples < 1:
-        raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
-    if not 0.0 < config.lr_decay_rate <= 1.0:
-        raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
-    if config.lr_decay_steps <= 0:
-        raise ConfigError(f"--lr_decay_steps must be > 0, got {config.lr_decay_steps}")
-    spe = config.steps_per_execution
-    if isinstance(spe, bool) or not isinstance(spe, (int, np.integer)) or spe < 1:
-        raise ConfigError(f"--steps_per_execution must be an integer >= 1, got {spe!r}")
     params = methods.make_params(config.method, config.dataset, config.method_params, network=config.network)
     config = config.replace(method_params=dataclasses.asdict(params))
     methods.get_method(config.method).validate_config(config)

@@ -1,16 +1,16 @@
 """Registry of training methods: name -> "module:Class".
 
-A new method is one new file in this package plus one line here.  Each class
-is a :class:`tf_advssl.methods.base.SSLModel`; its ``Params`` dataclass lists
-its hyper-parameters (each becomes a flag of ``bin/train.py``).
+A new method is one new file in this package plus one line here, and its ``Params``
+dataclass (its hyper-parameters, each a flag of ``bin/train.py``) in ``tf_advssl.hparams``
+plus one line there.  Each class is a :class:`tf_advssl.methods.base.SSLModel`.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 
 from tf_advssl import config as config_lib
 from tf_advssl.config import ConfigError, dataset_family
+from tf_advssl.hparams import make_params, param_fields  # noqa: F401 (part of this module's API)
 
 METHODS = {
     "supervised": "tf_advssl.methods.supervised:Supervised",
@@ -52,42 +52,6 @@ def get_method(name: str):
         raise ConfigError(f"--method={name!r} is unknown; allowed: {', '.join(sorted(METHODS))}")
     module_name, class_name = METHODS[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def param_fields() -> dict:
-    """All method hyper-parameters that are flags: flag name -> dataclasses.Field (first
-    definition wins).  Fields with ``metadata["flag"] = False`` (e.g. SCAR's resolved
-    ``base_params``) are not flags."""
-    fields = {}
-    for name in METHODS:
-        for field in dataclasses.fields(get_method(name).Params):
-            if field.metadata.get("flag", True):
-                fields.setdefault(field.name, field)
-    return fields
-
-
-def make_params(method: str, dataset: str, overrides: dict, network: str | None = None):
-    """The Params of ``method``: class defaults, then dataset defaults, then the defaults for
-    the run's ``network`` (``NETWORK_DEFAULTS`` of the Params, if any), then ``overrides``.
-
-    Keys of ``overrides`` that belong to other methods are ignored; keys that
-    belong to no method raise ConfigError.  A method built on another one (SCAR)
-    has a ``resolve(dataset, overrides)`` on its Params that completes them with
-    the other method's params.
-    """
-    params_cls = get_method(method).Params
-    own = {f.name for f in dataclasses.fields(params_cls)}
-    unknown = set(overrides) - set(param_fields()) - own
-    if unknown:
-        raise ConfigError(f"unknown method parameters: {sorted(unknown)}")
-    values = dict(params_cls.DATASET_DEFAULTS.get(dataset_family(dataset), {}))
-    values.update(getattr(params_cls, "NETWORK_DEFAULTS", {}).get(network, {}))
-    values.update({k: v for k, v in overrides.items() if k in own})
-    params = params_cls(**values)
-    params.validate()
-    if hasattr(params, "resolve"):
-        params = params.resolve(dataset, overrides)
-    return params
 
 
 def run_defaults(method: str, family: str) -> dict:

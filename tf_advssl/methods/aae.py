@@ -35,19 +35,17 @@ The paper reports 1.90 % (+- 0.10) test error on MNIST with 100 labels.
 After training, ``write_artifacts`` writes ``aae_samples.png``: test inputs,
 their reconstructions and samples dec(one_hot(k), z), one row per class.
 """
-import dataclasses
 import os
-from typing import ClassVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_advssl import losses
-from tf_advssl.config import ConfigError
+from tf_advssl.hparams.aae import AAEParams
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.methods.common import adam, minimize, param, penultimate_features, require_nonnegative
+from tf_advssl.methods.common import adam, minimize, penultimate_features
 
 
 def mlp(input_dim, hidden_units, output_dim, name, seed, num_hidden=2):
@@ -66,31 +64,6 @@ def binary_cross_entropy(logits, real: bool):
     """Mean of -log sigmoid(d) (real) or -log(1 - sigmoid(d)) (fake) over discriminator logits."""
     logits = tf.cast(logits, tf.float32)
     return tf.reduce_mean(tf.nn.softplus(-logits if real else logits))
-
-
-@dataclasses.dataclass
-class AAEParams:
-    aae_style_dim: int = param(10, "Dimension of the Gaussian style code z.")
-    aae_hidden_units: int = param(1000, "Units of each of the two hidden layers of the decoder and "
-                                        "the discriminators.")
-    aae_prior_std: float = param(1.0, "Standard deviation of the Gaussian prior on z.")
-    # 3e-4, chosen on validation splits of digits and moons (docs/defaults.md): at 1e-3 the
-    # adversarial phases undo the classification phase on digits and the labels are never fitted.
-    aae_learning_rate: float = param(3e-4, "Adam learning rate of the reconstruction and "
-                                           "regularization phases.")
-
-    DATASET_DEFAULTS: ClassVar[dict] = {
-        "two_circles": {"aae_style_dim": 2, "aae_hidden_units": 100},
-        "moons": {"aae_style_dim": 2, "aae_hidden_units": 100},
-    }
-
-    def validate(self):
-        for name in ("aae_style_dim", "aae_hidden_units"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        require_nonnegative(self, "aae_prior_std")
-        if self.aae_learning_rate <= 0:
-            raise ConfigError(f"--aae_learning_rate must be > 0, got {self.aae_learning_rate}")
 
 
 class AAE(SSLModel):

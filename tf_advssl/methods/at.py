@@ -7,34 +7,12 @@
 The gradient direction is held fixed (no gradient through r_adv), and the
 forward pass on x + r_adv does not update batch-norm moving statistics.
 """
-import dataclasses
-from typing import ClassVar
-
 import tensorflow as tf
 
 from tf_advssl import losses, perturbations
-from tf_advssl.config import ConfigError
+from tf_advssl.hparams.at import ATParams
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.methods.common import param, require_choice, require_nonnegative
-
-
-@dataclasses.dataclass
-class ATParams:
-    at_eps: float = param(0.1, "Radius eps of the adversarial perturbation (model space).")
-    at_norm: str = param("linf", "linf (FGSM) or l2 (FGM).")
-    at_alpha: float = param(0.5, "Mixing: alpha*L(x) + (1-alpha)*L(x_adv).")
-
-    DATASET_DEFAULTS: ClassVar[dict] = {
-        "mnist": {"at_eps": 0.1}, "fashion_mnist": {"at_eps": 0.1},
-        "cifar10": {"at_norm": "l2", "at_eps": 6.0}, "svhn_cropped": {"at_norm": "l2", "at_eps": 2.5},
-    }
-
-    def validate(self):
-        require_nonnegative(self, "at_eps")
-        require_choice(self, "at_norm", perturbations.NORMS)
-        if not 0.0 <= self.at_alpha <= 1.0:
-            raise ConfigError(f"--at_alpha must be in [0, 1], got {self.at_alpha}")
 
 
 class AdversarialTraining(SSLModel):

@@ -25,16 +25,9 @@ import keras
 import tensorflow as tf
 
 from tf_advssl import losses
+from tf_advssl.hparams.common import NoParams
 from tf_advssl.layers import batch_norm_layers, frozen_batch_stats
 from tf_advssl.methods.common import scaled_for_update
-
-
-@dataclasses.dataclass
-class NoParams:
-    DATASET_DEFAULTS: ClassVar[dict] = {}
-
-    def validate(self) -> None:
-        pass
 
 
 # Keyword arguments passed on to keras.Model.

@@ -1,46 +1,11 @@
-"""What several methods share: hyper-parameter fields and their checks, ramp-ups,
-consistency and pseudo-label helpers, and the update of one optimizer on one loss."""
+"""What several methods share: ramp-ups, consistency and pseudo-label helpers, and the update
+of one optimizer on one loss (the fields and checks of their Params: tf_advssl.hparams.common)."""
 from __future__ import annotations
-
-import dataclasses
 
 import keras
 import tensorflow as tf
 
 from tf_advssl import losses
-from tf_advssl.config import ConfigError
-
-
-def param(default, help: str, **metadata):
-    """A method hyper-parameter: a dataclass field whose flag help is ``help``."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
-
-def require_nonnegative(params, *names):
-    for name in names:
-        value = getattr(params, name)
-        if value < 0:
-            raise ConfigError(f"--{name} must be >= 0, got {value}")
-
-
-def require_choice(params, name, allowed):
-    value = getattr(params, name)
-    if value not in allowed:
-        raise ConfigError(f"--{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def joint_batch_param():
-    """The ``joint_batch`` field shared by the methods that train on labeled and unlabeled rows."""
-    return param(True, "One training pass over the labeled and the unlabeled rows, so batch norm "
-                       "normalises both with the same statistics (false: separate passes, in which a "
-                       "batch-norm network can fit the labels under the statistics of labeled-only "
-                       "batches; docs/methods.md).")
-
-
-def input_noise_param():
-    """The ``input_noise`` field shared (same meaning, same default) by the consistency methods."""
-    return param(0.15, "Std of the Gaussian noise added to the inputs of every stochastic pass "
-                       "(pi_model, temporal_ensembling, mean_teacher).")
 
 
 # Random translations of up to 2 pixels on the MNIST-like sets, for the consistency methods
@@ -49,9 +14,6 @@ def input_noise_param():
 # ``dataset_config_defaults``; --augment_translate=0 turns it off.  Without it the Pi-model,
 # for one, ends worse than supervised on MNIST-100 (docs/results_mnist.md).
 TRANSLATE_ON_MNIST = {"mnist": {"augment_translate": 2}, "fashion_mnist": {"augment_translate": 2}}
-
-
-SYNTHETIC_NOISE = {"two_circles": {"input_noise": 0.05}, "moons": {"input_noise": 0.05}}
 
 
 def sigmoid_rampup(step, rampup_steps):

@@ -20,37 +20,14 @@ and 0.999 afterwards (--ema_decay), Gaussian input noise 0.15, dropout 0.5,
 Adam lr 0.003.  The consistency term also covers the labeled examples (D_u is
 the whole training set).
 """
-import dataclasses
-from typing import ClassVar
-
 import tensorflow as tf
 
 from tf_advssl import losses
-from tf_advssl.config import ConfigError
+from tf_advssl.hparams.mean_teacher import MeanTeacherParams
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import TRANSLATE_ON_MNIST, consistency_squared_error, rampup_steps, sigmoid_rampup
 from tf_advssl.methods.pi_model import PiModel
-from tf_advssl.methods.common import (SYNTHETIC_NOISE, TRANSLATE_ON_MNIST, consistency_squared_error,
-                                      input_noise_param, joint_batch_param, param, rampup_steps,
-                                      require_nonnegative, sigmoid_rampup)
-
-
-@dataclasses.dataclass
-class MeanTeacherParams:
-    mt_weight: float = param(100.0, "Maximum weight w_max of the consistency term.")
-    mt_rampup: float = param(40000.0 / 150000.0, "Fraction of --train_steps over which the "
-                                                 "consistency weight ramps up (sigmoid).")
-    mt_rampup_ema_decay: float = param(0.99, "EMA decay of the teacher during the ramp-up "
-                                             "(--ema_decay afterwards).")
-    input_noise: float = input_noise_param()
-    joint_batch: bool = joint_batch_param()
-
-    DATASET_DEFAULTS: ClassVar[dict] = SYNTHETIC_NOISE
-
-    def validate(self):
-        require_nonnegative(self, "mt_weight", "mt_rampup", "input_noise")
-        if not 0.0 <= self.mt_rampup_ema_decay < 1.0:
-            raise ConfigError(f"--mt_rampup_ema_decay must be in [0, 1), got {self.mt_rampup_ema_decay}")
 
 
 class MeanTeacher(SSLModel):

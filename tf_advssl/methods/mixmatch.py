@@ -27,17 +27,14 @@ reaches lambda_U = 100 before the network predicts anything but its initial bias
 the guesses lock onto one class (docs/defaults.md).  On data without augmentation (e.g. the 2-D synthetic sets) the
 K views are identical, so the guess is the sharpened prediction itself.
 """
-import dataclasses
-from typing import ClassVar
-
 import keras
 import tensorflow as tf
 
 from tf_advssl import losses, perturbations
-from tf_advssl.config import ConfigError
+from tf_advssl.hparams.mixmatch import MixMatchParams
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.methods.common import TRANSLATE_ON_MNIST, linear_rampup, param, require_nonnegative
+from tf_advssl.methods.common import TRANSLATE_ON_MNIST, linear_rampup
 
 
 def sharpen(probs, temperature):
@@ -63,29 +60,6 @@ def mixup_pairs(x, targets, permutation, lam):
 def rampup_steps(params, total_steps: int) -> int:
     """Steps over which lambda_U rises linearly: min(mixmatch_rampup * total_steps, the cap)."""
     return min(int(round(params.mixmatch_rampup * total_steps)), int(params.mixmatch_rampup_max_steps))
-
-
-@dataclasses.dataclass
-class MixMatchParams:
-    mixmatch_k: int = param(2, "Number K of augmentations of each unlabeled example.")
-    mixmatch_temperature: float = param(0.5, "Sharpening temperature T.")
-    mixmatch_alpha: float = param(0.75, "MixUp Beta(alpha, alpha) parameter.")
-    mixmatch_weight: float = param(100.0, "Maximum weight lambda_U of the unlabeled term.")
-    mixmatch_rampup: float = param(0.4, "Fraction of --train_steps over which lambda_U rises linearly "
-                                        "(at most --mixmatch_rampup_max_steps).")
-    mixmatch_rampup_max_steps: int = param(16384, "Longest ramp-up of lambda_U in steps (the paper's 16 000 "
-                                                  "of 2^20).")
-
-    DATASET_DEFAULTS: ClassVar[dict] = {}
-
-    def validate(self):
-        require_nonnegative(self, "mixmatch_weight", "mixmatch_rampup", "mixmatch_rampup_max_steps")
-        if self.mixmatch_k < 1:
-            raise ConfigError(f"--mixmatch_k must be >= 1, got {self.mixmatch_k}")
-        if self.mixmatch_temperature <= 0:
-            raise ConfigError(f"--mixmatch_temperature must be > 0, got {self.mixmatch_temperature}")
-        if self.mixmatch_alpha <= 0:
-            raise ConfigError(f"--mixmatch_alpha must be > 0, got {self.mixmatch_alpha}")
 
 
 class MixMatch(SSLModel):

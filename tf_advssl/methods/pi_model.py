@@ -23,32 +23,14 @@ here the supervised term is the mean over a separate labeled batch, so the
 equivalent weight is w_max itself.  On the 2-D synthetic sets the noise
 defaults to 0.05 (the two circles are 0.2 apart).
 """
-import dataclasses
-from typing import ClassVar
-
 import keras
 import tensorflow as tf
 
 from tf_advssl import losses
+from tf_advssl.hparams.pi_model import PiModelParams
 from tf_advssl.layers import frozen_batch_stats
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.methods.common import (SYNTHETIC_NOISE, TRANSLATE_ON_MNIST, consistency_squared_error,
-                                      input_noise_param, joint_batch_param, param, rampup_steps,
-                                      require_nonnegative, sigmoid_rampup)
-
-@dataclasses.dataclass
-class PiModelParams:
-    pi_weight: float = param(100.0, "Maximum weight w_max of the consistency term.")
-    pi_rampup: float = param(80.0 / 300.0, "Fraction of --train_steps over which the consistency "
-                                           "weight ramps up (sigmoid).")
-    input_noise: float = input_noise_param()
-    pi_stop_gradient: bool = param(False, "Treat the second pass as a fixed target (libml variant).")
-    joint_batch: bool = joint_batch_param()
-
-    DATASET_DEFAULTS: ClassVar[dict] = SYNTHETIC_NOISE
-
-    def validate(self):
-        require_nonnegative(self, "pi_weight", "pi_rampup", "input_noise")
+from tf_advssl.methods.common import TRANSLATE_ON_MNIST, consistency_squared_error, rampup_steps, sigmoid_rampup
 
 
 class PiModel(SSLModel):

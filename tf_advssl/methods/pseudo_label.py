@@ -18,31 +18,12 @@ variant that the later comparisons report as "Pseudo-Label" (Oliver et al.,
 the first 40 % of training.  ``--pseudo_label_threshold=0 --pseudo_label_weight=3``
 gives Lee's loss.
 """
-import dataclasses
-from typing import ClassVar
-
 import tensorflow as tf
 
 from tf_advssl import losses
-from tf_advssl.config import ConfigError
+from tf_advssl.hparams.pseudo_label import PseudoLabelParams
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.methods.common import (confident_pseudo_labels, joint_batch_param, linear_rampup, param,
-                                      require_nonnegative)
-
-
-@dataclasses.dataclass
-class PseudoLabelParams:
-    pseudo_label_threshold: float = param(0.95, "Confidence tau a prediction needs to become a pseudo-label.")
-    pseudo_label_weight: float = param(1.0, "Final weight alpha_f of the pseudo-label term.")
-    pseudo_label_rampup: float = param(0.4, "Fraction of --train_steps over which the weight rises linearly.")
-    joint_batch: bool = joint_batch_param()
-
-    DATASET_DEFAULTS: ClassVar[dict] = {}
-
-    def validate(self):
-        require_nonnegative(self, "pseudo_label_weight", "pseudo_label_rampup")
-        if not 0.0 <= self.pseudo_label_threshold <= 1.0:
-            raise ConfigError(f"--pseudo_label_threshold must be in [0, 1], got {self.pseudo_label_threshold}")
+from tf_advssl.methods.common import confident_pseudo_labels, linear_rampup
 
 
 class PseudoLabel(SSLModel):

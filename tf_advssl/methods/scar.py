@@ -42,7 +42,6 @@ import dataclasses
 import json
 import math
 import os
-from typing import ClassVar, Optional
 
 import keras
 import numpy as np
@@ -50,10 +49,10 @@ import tensorflow as tf
 
 from tf_advssl import data as data_lib
 from tf_advssl import perturbations
-from tf_advssl.config import Config, ConfigError
-from tf_advssl.methods import METHODS, get_method, make_params
+from tf_advssl.config import ConfigError
+from tf_advssl.hparams.scar import SCARParams, read_config
+from tf_advssl.methods import get_method
 from tf_advssl.methods.base import SSLModel
-from tf_advssl.methods.common import param, require_choice, require_nonnegative
 
 SELECTION_FILE = "scar_selection"
 TABLE_FILE = "scar_table"
@@ -61,57 +60,6 @@ TABLE_FILE = "scar_table"
 SHARED_FIELDS = ("dataset", "num_labeled", "balanced", "split_seed", "validation_size", "noise",
                  "num_train_synthetic", "num_test_synthetic", "zca", "network", "mlp_widths",
                  "mlp_batch_norm", "dropout", "mlp_wn_input_noise", "mlp_wn_hidden_noise")
-
-
-def _read_config(workdir: str) -> Config:
-    with open(os.path.join(workdir, "config.json")) as f:
-        return Config.from_json(f.read())
-
-
-@dataclasses.dataclass
-class SCARParams:
-    scar_base: str = param("vat", "Method whose loss stage 2 trains with (any registered method but scar).")
-    pretrained_workdir: Optional[str] = param(None, "Run directory of the stage-1 model (any method).")
-    scar_eps: float = param(2.0, "Radius of the selection attack in raw input space (pixel values 0..255).")
-    scar_attack: str = param("fgsm", "Selection attack: fgsm, fgm, pgd_linf or pgd_l2.")
-    scar_pgd_steps: int = param(10, "PGD iterations of the selection attack (step 2.5 eps / steps).")
-    scar_epoch_steps: int = param(0, "Steps between selections (0: one pass over the unlabeled set).")
-    scar_relabel: bool = param(False, "Select with a frozen copy of the current weights each epoch "
-                                      "(eq. 4) instead of the pretrained model (Algorithm 1).")
-    base_params: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": "Params of --scar_base: the pretrained run's when it used that method, then flags.",
-        "flag": False})
-
-    DATASET_DEFAULTS: ClassVar[dict] = {"two_circles": {"scar_eps": 0.05}, "moons": {"scar_eps": 0.05}}
-
-    def validate(self):
-        if self.scar_base not in METHODS or self.scar_base == "scar":
-            allowed = ", ".join(sorted(m for m in METHODS if m != "scar"))
-            raise ConfigError(f"--scar_base={self.scar_base!r} must be one of {allowed}")
-        if not self.pretrained_workdir:
-            raise ConfigError("--pretrained_workdir is required for --method=scar: a run directory written "
-                              "by bin/train.py (stage 1)")
-        if not os.path.isfile(os.path.join(self.pretrained_workdir, "config.json")):
-            raise ConfigError(f"--pretrained_workdir={self.pretrained_workdir} holds no run (no config.json)")
-        if tf.train.latest_checkpoint(os.path.join(self.pretrained_workdir, "checkpoints")) is None:
-            raise ConfigError(f"--pretrained_workdir={self.pretrained_workdir} has no checkpoint")
-        require_choice(self, "scar_attack", perturbations.ATTACKS)
-        require_nonnegative(self, "scar_eps", "scar_epoch_steps")
-        if self.scar_pgd_steps <= 0:
-            raise ConfigError(f"--scar_pgd_steps must be > 0, got {self.scar_pgd_steps}")
-
-    def resolve(self, dataset, overrides):
-        """Fill ``base_params``: the pretrained run's params when it used --scar_base (its
-        base method's when it is itself a SCAR run), then these, then the flags."""
-        pretrained = _read_config(self.pretrained_workdir)
-        method, inherited = pretrained.method, pretrained.method_params
-        if method == "scar":
-            method, inherited = inherited["scar_base"], inherited["base_params"]
-        values = dict(inherited) if method == self.scar_base else {}
-        values.update(self.base_params)
-        values.update(overrides)
-        base = make_params(self.scar_base, dataset, values)
-        return dataclasses.replace(self, base_params=dataclasses.asdict(base))
 
 
 # ----- selection (Algorithm 1, lines 5-8) and its quality (eqs. 5-6) ---------------------
@@ -271,7 +219,9 @@ class SCAR(SSLModel):
     @classmethod
     def validate_config(cls, config):
         workdir = config.method_params["pretrained_workdir"]
-        pretrained = _read_config(workdir)
+        if tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is None:
+            raise ConfigError(f"--pretrained_workdir={workdir} has no checkpoint")
+        pretrained = read_config(workdir)
         differences = [name for name in SHARED_FIELDS if getattr(pretrained, name) != getattr(config, name)]
         if differences:
             theirs = " ".join(f"--{name}={getattr(pretrained, name)}" for name in differences)
@@ -369,7 +319,7 @@ class SCAR(SSLModel):
                                num_steps=self.params.scar_pgd_steps)
         with open(os.path.join(workdir, TABLE_FILE + ".json"), "w") as f:
             json.dump({"split": "test", "attack": self.params.scar_attack, "rows": rows}, f, indent=2)
-        name = _read_config(self.params.pretrained_workdir).method
+        name = read_config(self.params.pretrained_workdir).method
         with open(os.path.join(workdir, TABLE_FILE + ".md"), "w") as f:
             f.write(f"Selection on the test set by the pretrained {name} model ({self.params.scar_attack}, "
                     f"{data_lib.eps_space_note(data.spec, self.params.scar_attack)})\n\n")

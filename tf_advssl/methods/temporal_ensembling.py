@@ -20,33 +20,13 @@ of 300 epochs, Gaussian input noise 0.15, dropout 0.5, Adam lr 0.003, batch
 100.  As for the Pi-model, the paper's w_max * M/N with a batch-size-normalised
 supervised sum equals w_max with the labeled mean used here.
 """
-import dataclasses
-from typing import ClassVar
-
 import tensorflow as tf
 
 from tf_advssl import distribution, losses
-from tf_advssl.config import ConfigError
+from tf_advssl.hparams.temporal_ensembling import TemporalEnsemblingParams
 from tf_advssl.methods.base import SSLModel
+from tf_advssl.methods.common import TRANSLATE_ON_MNIST, rampup_steps, sigmoid_rampup
 from tf_advssl.methods.pi_model import PiModel
-from tf_advssl.methods.common import (SYNTHETIC_NOISE, TRANSLATE_ON_MNIST, input_noise_param, joint_batch_param,
-                                      param, rampup_steps, require_nonnegative, sigmoid_rampup)
-
-@dataclasses.dataclass
-class TemporalEnsemblingParams:
-    te_alpha: float = param(0.6, "Ensemble momentum alpha of the per-example prediction average.")
-    te_weight: float = param(30.0, "Maximum weight w_max of the consistency term.")
-    te_rampup: float = param(80.0 / 300.0, "Fraction of --train_steps over which the consistency "
-                                           "weight ramps up (sigmoid).")
-    input_noise: float = input_noise_param()
-    joint_batch: bool = joint_batch_param()
-
-    DATASET_DEFAULTS: ClassVar[dict] = SYNTHETIC_NOISE
-
-    def validate(self):
-        require_nonnegative(self, "te_weight", "te_rampup", "input_noise")
-        if not 0.0 <= self.te_alpha < 1.0:
-            raise ConfigError(f"--te_alpha must be in [0, 1), got {self.te_alpha}")
 
 
 def bias_corrected_targets(ensemble, counts, alpha):

@@ -32,6 +32,8 @@ HELP = {
     "data_dir": "tensorflow-datasets data directory.",
     "tfds_manual_dir": "Directory holding a dataset's original archives, prepared offline by tfds.",
     "noise": "Noise of the synthetic sets (two_circles, moons).",
+    "circles_factor": "two_circles: radius of the inner ring over the outer one's (sklearn's factor; the gap "
+                      "between the rings is 1 - factor).",
     "num_train_synthetic": "Training (= unlabeled) points of a synthetic set.",
     "num_test_synthetic": "Test points of a synthetic set.",
     "zca": "ZCA whitening (default on for CIFAR).",
@@ -115,7 +117,7 @@ FLAG_GROUPS = {
             "log_every", "verbose", "export", "steps_per_execution", "jit_compile", "mixed_precision", "strategy",
             "sync_batch_norm"),
     "data": ("dataset", "num_labeled", "balanced", "split_seed", "validation_size", "data_dir", "tfds_manual_dir",
-             "noise", "num_train_synthetic", "num_test_synthetic", "zca", "augment_translate", "augment_flip",
+             "noise", "circles_factor", "num_train_synthetic", "num_test_synthetic", "zca", "augment_translate", "augment_flip",
              "batch_size", "unlabeled_batch_size", "eval_batch_size"),
     "network": ("network", "mlp_widths", "mlp_batch_norm", "top_bn", "dropout", "mlp_wn_input_noise",
                 "mlp_wn_hidden_noise", "eval_ema", "ema_decay", "bn_recalibration", "bn_recalibration_examples"),

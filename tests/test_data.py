@@ -280,6 +280,11 @@ def test_synthetic_sets():
     assert data.preprocessor.is_identity
     radii = np.linalg.norm(data.x_train, axis=1)
     assert radii[data.y_train == 1].mean() < radii[data.y_train == 0].mean()  # factor 0.8: inner class 1
+    for factor in (0.8, 0.5):  # noise 0.01 (the default): each ring within 0.05 of its radius
+        rings = data_lib.load(make_config(dataset="two_circles", num_train_synthetic=100, circles_factor=factor))
+        radii = np.linalg.norm(rings.x_train, axis=1)
+        np.testing.assert_allclose(radii[rings.y_train == 0], 1.0, atol=0.05)
+        np.testing.assert_allclose(radii[rings.y_train == 1], factor, atol=0.05)
     moons = data_lib.load(make_config(dataset="moons", num_train_synthetic=100))
     assert not np.array_equal(moons.x_test[:100], moons.x_train)  # test drawn with another seed
 
@@ -371,6 +376,7 @@ def test_tfds_not_prepared_without_manual_dir_is_a_config_error(tmp_path):
     (dict(dataset="npz:/no/such/file.npz"), "--dataset"),
     (dict(dataset="folder:/no/such/dir"), "--dataset"),
     (dict(noise=-0.1), "--noise"),
+    (dict(circles_factor=1.0), "--circles_factor"),
     (dict(num_labeled=0), "--num_labeled"),
     (dict(validation_size=-1), "--validation_size"),
     (dict(batch_size=0), "--batch_size"),

@@ -98,6 +98,18 @@ def test_other_config_error_names_the_field_and_warns_that_overwrite_deletes(tmp
     assert "seed" in str(error.value) and "delete" in str(error.value)
 
 
+def test_a_run_written_before_a_config_field_existed_resumes_as_that_field_default(tmp_path):
+    config = tiny_config(tmp_path / "a")
+    os.makedirs(config.workdir)
+    written = json.loads(config.to_json())
+    del written["circles_factor"]  # as config.json was before --circles_factor
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
+        json.dump(written, f)
+    assert runs.check_workdir(config) == "resume"
+    with pytest.raises(ConfigError, match="circles_factor"):
+        runs.check_workdir(config.replace(circles_factor=0.5))
+
+
 # ----- case 4: a workdir that cannot be one -----------------------------------------------------
 
 def test_workdir_that_is_a_file_or_under_a_file_or_not_writable(tmp_path, monkeypatch):

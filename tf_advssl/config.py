@@ -43,6 +43,7 @@ class Config:
     data_dir: Optional[str] = None
     tfds_manual_dir: Optional[str] = None
     noise: Optional[float] = None          # synthetic sets only
+    circles_factor: float = 0.8            # two_circles: inner radius / outer radius (sklearn's factor)
     num_train_synthetic: int = 1500        # synthetic sets: training (= unlabeled) points
     num_test_synthetic: int = 1000
     zca: Optional[bool] = None

@@ -145,8 +145,8 @@ def load_run(workdir: str) -> Run:
                name=name, step=step, finished=finished)
 
 
-_DATA_FIELDS = ("dataset", "data_dir", "tfds_manual_dir", "noise", "num_train_synthetic", "num_test_synthetic",
-                "split_seed", "validation_size", "num_labeled", "balanced", "zca")
+_DATA_FIELDS = ("dataset", "data_dir", "tfds_manual_dir", "noise", "circles_factor", "num_train_synthetic",
+                "num_test_synthetic", "split_seed", "validation_size", "num_labeled", "balanced", "zca")
 
 
 def data_key(config) -> str:

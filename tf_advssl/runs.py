@@ -128,6 +128,8 @@ def check_workdir(config: Config) -> str:
     with open(path) as f:
         previous = json.load(f)
     current = json.loads(config.to_json())
+    # A field added to Config after that run was written has its default there.
+    previous = {**{k: v for k, v in json.loads(Config().to_json()).items() if k not in previous}, **previous}
     differences = sorted(k for k in set(previous) | set(current)
                          if k not in RESULT_NEUTRAL_FIELDS and previous.get(k) != current.get(k))
     if differences and not config.overwrite:

@@ -61,7 +61,7 @@ def load_synthetic(config):
 
     def make(n, random_state):
         if config.dataset == "two_circles":
-            x, y = sk_datasets.make_circles(n_samples=n, noise=config.noise, factor=0.8,
+            x, y = sk_datasets.make_circles(n_samples=n, noise=config.noise, factor=config.circles_factor,
                                             random_state=random_state)
         else:
             x, y = sk_datasets.make_moons(n_samples=n, noise=config.noise, random_state=random_state)

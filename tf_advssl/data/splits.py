@@ -75,6 +75,8 @@ def validate(config) -> None:
 
     if config.noise is not None and config.noise < 0:
         raise ConfigError(f"--noise must be >= 0, got {config.noise}")
+    if not 0.0 < config.circles_factor < 1.0:
+        raise ConfigError(f"--circles_factor must be in (0, 1) (inner / outer radius), got {config.circles_factor}")
     if config.num_labeled is not None and config.num_labeled <= 0:
         raise ConfigError(f"--num_labeled must be > 0, got {config.num_labeled}")
     if config.validation_size < 0:

@@ -57,7 +57,7 @@ from tf_advssl.methods.base import SSLModel
 SELECTION_FILE = "scar_selection"
 TABLE_FILE = "scar_table"
 # Fields of the pretrained run's config that the SCAR run must share: same data split, same network.
-SHARED_FIELDS = ("dataset", "num_labeled", "balanced", "split_seed", "validation_size", "noise",
+SHARED_FIELDS = ("dataset", "num_labeled", "balanced", "split_seed", "validation_size", "noise", "circles_factor",
                  "num_train_synthetic", "num_test_synthetic", "zca", "network", "mlp_widths",
                  "mlp_batch_norm", "dropout", "mlp_wn_input_noise", "mlp_wn_hidden_noise")
 

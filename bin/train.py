@@ -45,6 +45,9 @@ HELP = {
     "mlp_wn_input_noise": "mlp_wn: std of the Gaussian noise added to the inputs in training (default 0.3).",
     "mlp_wn_hidden_noise": "mlp_wn: std of the Gaussian noise added after each hidden ReLU in training "
                            "(default 0.5).",
+    "wn_data_init": "Networks with weight-normalised layers (mlp_wn): before the first step, set each such "
+                    "layer's scale and bias so that its outputs have mean 0 and std 1 on this many training "
+                    "inputs (a seeded random subset; Salimans & Kingma 2016, as Improved-GAN on 500); 0: off.",
     "top_bn": "Batch norm on the logits (mlp, conv_small, conv_large, lenet), as the official VAT code.",
     "train_steps": "Number of parameter updates.",
     "batch_size": "Labeled examples per step (default 32; FixMatch and MixMatch 64).",
@@ -120,7 +123,7 @@ FLAG_GROUPS = {
              "noise", "circles_factor", "num_train_synthetic", "num_test_synthetic", "zca", "augment_translate", "augment_flip",
              "batch_size", "unlabeled_batch_size", "eval_batch_size"),
     "network": ("network", "mlp_widths", "mlp_batch_norm", "top_bn", "dropout", "mlp_wn_input_noise",
-                "mlp_wn_hidden_noise", "eval_ema", "ema_decay", "bn_recalibration", "bn_recalibration_examples"),
+                "mlp_wn_hidden_noise", "wn_data_init", "eval_ema", "ema_decay", "bn_recalibration", "bn_recalibration_examples"),
     "optimizer": ("optimizer", "learning_rate", "weight_decay", "momentum", "lr_schedule", "lr_decay_start",
                   "lr_decay_rate", "lr_decay_steps"),
 }

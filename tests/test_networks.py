@@ -585,6 +585,27 @@ def test_weight_norm_conv2d_filter_norms_and_output():
     assert clone.get_config() == layer.get_config()
 
 
+def test_weight_norm_data_init_standardises_each_layer_on_the_batch_and_keeps_directions():
+    """Salimans & Kingma's init: every weight-normalised layer's pre-activations have mean 0 and
+    std `scale` per unit on the init batch, given the layers before it; v is untouched; the hidden
+    layers' fixed g (trainable_scale=False) is set too; noise layers add nothing in the pass."""
+    model = networks.build_network("mlp_wn", (6,), 3, mlp_widths=(8, 5), seed=0)
+    x = _rand((64, 6), seed=5) * 3.0 + 1.0
+    dense = [layer for layer in model.layers if isinstance(layer, advssl_layers.WeightNormDense)]
+    directions = [layer.kernel_v.numpy().copy() for layer in dense]
+    assert advssl_layers.weight_norm_data_init(model, x, scale=0.5) == 3
+    h = x
+    for layer, v in zip(dense, directions):
+        np.testing.assert_array_equal(layer.kernel_v.numpy(), v)
+        w = v / np.linalg.norm(v, axis=0) * layer.g.numpy()
+        pre = h @ w + layer.bias.numpy()
+        np.testing.assert_allclose(pre.mean(axis=0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(pre.std(axis=0), 0.5, rtol=1e-3)
+        h = np.maximum(pre, 0.0)  # ReLU; the noise layers are off at inference
+    np.testing.assert_allclose(model(x, training=False).numpy(), pre, rtol=1e-4, atol=1e-5)
+    assert not dense[0].g.trainable and dense[-1].g.trainable
+
+
 def test_weight_norm_layers_save_and_load(tmp_path):
     inputs = keras.Input((5, 5, 1))
     h = advssl_layers.WeightNormConv2D(2, 3, name="wnc")(inputs)

@@ -121,6 +121,7 @@ def test_nan_stops_training_naming_term_and_step_and_keeps_checkpoint(tmp_path, 
     (dict(lr_schedule="step"), "--lr_schedule.*exponential"),
     (dict(lr_schedule="exponential", lr_decay_rate=1.5), "--lr_decay_rate must be in"),
     (dict(bn_recalibration_examples=0), "--bn_recalibration_examples must be >= 1"),
+    (dict(wn_data_init=-1), "--wn_data_init must be >= 0"),
     (dict(dataset="mnist", data_dir="EMPTY"), "--tfds_manual_dir"),
     (dict(batch_size=0), "--batch_size must be > 0"),
     (dict(unlabeled_batch_size=-1), "--unlabeled_batch_size must be > 0"),
@@ -158,6 +159,28 @@ def test_learning_rate_schedules(schedule, expected):
     optimizer = optimizers.build_optimizer(config)
     for step, lr in expected.items():
         assert float(optimizer._learning_rate(step)) == pytest.approx(lr, rel=1e-5, abs=1e-12), step
+
+
+def test_weight_norm_data_init_before_the_first_step_only_for_weight_norm_networks(tmp_path):
+    from tf_advssl import layers as advssl_layers
+
+    """mlp_wn: the first layer's outputs are standardised on the seeded subset of training
+    inputs (and the teacher starts as that copy); an mlp has nothing to set; 0 turns it off."""
+    config = training.validate(tiny_config(tmp_path, network="mlp_wn", wn_data_init=50, eval_ema=True))
+    data = data_lib.load(config)
+    model = runs.build_model(config, data.spec, len(data.x_train))
+    assert training.weight_norm_data_init(model, data, config) == 3
+    indices = np.sort(np.random.default_rng(config.seed + 7 + 4).permutation(len(data.x_train))[:50])
+    first = advssl_layers.layers_of(model.classifier, advssl_layers.WEIGHT_NORM_LAYERS)[0]
+    assert first.units == 16
+    pre = first(data.preprocessor(data.x_train[indices])).numpy()
+    np.testing.assert_allclose(pre.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(pre.std(axis=0), 1.0, rtol=1e-3)
+    for a, b in zip(model.classifier.weights, model.teacher.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert training.weight_norm_data_init(model, data, config.replace(wn_data_init=0)) == 0
+    plain = training.validate(tiny_config(tmp_path, network="mlp"))
+    assert training.weight_norm_data_init(runs.build_model(plain, data.spec, len(data.x_train)), data, plain) == 0
 
 
 def test_bn_recalibration_after_training_is_checkpointed(tmp_path):

@@ -57,6 +57,7 @@ class Config:
     mlp_wn_input_noise: Optional[float] = None   # mlp_wn only: Gaussian noise std on the inputs
     mlp_wn_hidden_noise: Optional[float] = None  # mlp_wn only: ... after each hidden ReLU
     dropout: Optional[float] = None
+    wn_data_init: int = 500               # weight-normalised layers: data-dependent init on this many inputs (0: off)
 
     # Optimisation.
     train_steps: Optional[int] = None
@@ -253,6 +254,8 @@ def check(config: Config) -> None:
         raise ConfigError(f"--lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
     if config.lr_decay_steps <= 0:
         raise ConfigError(f"--lr_decay_steps must be > 0, got {config.lr_decay_steps}")
+    if config.wn_data_init < 0:
+        raise ConfigError(f"--wn_data_init must be >= 0 (training inputs; 0: off), got {config.wn_data_init}")
     if config.bn_recalibration_examples < 1:
         raise ConfigError(f"--bn_recalibration_examples must be >= 1, got {config.bn_recalibration_examples}")
     spe = config.steps_per_execution

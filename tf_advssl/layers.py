@@ -60,18 +60,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 
 
-def batch_norm_layers(model) -> list:
-    """Every Keras BatchNormalization layer inside ``model`` (nested models included), in order."""
+def layers_of(model, types) -> list:
+    """Every layer of the given type(s) inside ``model`` (nested models included), in order."""
     found = []
 
     def walk(layer):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, types):
             found.append(layer)
         for child in getattr(layer, "layers", []) or []:
             walk(child)
 
     walk(model)
     return found
+
+
+def batch_norm_layers(model) -> list:
+    """Every Keras BatchNormalization layer inside ``model`` (nested models included), in order."""
+    return layers_of(model, keras.layers.BatchNormalization)
 
 
 def recalibrate_batch_norm(models, batches) -> int:
@@ -121,18 +126,13 @@ def noise_off(models):
     noise in training mode, so that a training-mode pass differs from inference only in batch
     norm using batch statistics: what re-estimated statistics must describe."""
     changed = []
-
-    def walk(layer):
-        for layer_type, attribute in NOISE_LAYERS:
-            if isinstance(layer, layer_type) and getattr(layer, attribute):
-                changed.append((layer, attribute, getattr(layer, attribute)))
-                setattr(layer, attribute, 0.0)
-        for child in getattr(layer, "layers", []) or []:
-            walk(child)
-
     try:
         for model in models:
-            walk(model)
+            for layer_type, attribute in NOISE_LAYERS:
+                for layer in layers_of(model, layer_type):
+                    if getattr(layer, attribute):
+                        changed.append((layer, attribute, getattr(layer, attribute)))
+                        setattr(layer, attribute, 0.0)
         yield
     finally:
         for layer, attribute, value in changed:
@@ -160,11 +160,8 @@ class _WeightNormBase(keras.layers.Layer):
 
     ``g`` starts at ``||v||`` of the initial ``v``, so the effective kernel at
     initialisation equals ``v`` (drawn from ``kernel_initializer``).  The
-    paper's optional data-dependent initialisation (setting ``g`` and the bias
-    from the statistics of a first minibatch) is deliberately not implemented:
-    it needs a separate initialisation pass over data, and in this package
-    weight-normalised layers are followed by batch normalisation or used where
-    the plain initialisation suffices.
+    paper's data-dependent initialisation (``g`` and the bias from the
+    statistics of a first minibatch) is :func:`weight_norm_data_init`.
 
     ``trainable_scale=False`` keeps ``g`` fixed at its initial value (a
     non-trainable variable), as the hidden layers of the Improved-GAN MNIST
@@ -212,12 +209,30 @@ class _WeightNormBase(keras.layers.Layer):
         return _weight_norm_kernel(ops.convert_to_tensor(self.kernel_v), self.g,
                                    self._reduce_axes, self.epsilon)
 
+    # Set by weight_norm_data_init for one eager pass: the std of every output unit after it.
+    _data_init_scale = None
+
     def _finish(self, outputs):
+        if self._data_init_scale is not None:
+            outputs = self._initialize_from(outputs, self._data_init_scale)
         if self.bias is not None:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+    def _initialize_from(self, outputs, scale):
+        """Data-dependent initialisation (Salimans & Kingma, section 3): ``g`` and the bias
+        such that each output unit, before the nonlinearity, has mean 0 and std ``scale`` on
+        this batch; returns the pre-bias outputs under the new ``g``."""
+        axes = tuple(range(len(outputs.shape) - 1))
+        mean = ops.mean(outputs, axis=axes)
+        std = ops.sqrt(ops.var(outputs, axis=axes) + 1e-8)
+        factor = scale / std
+        self.g.assign(ops.cast(self.g * ops.cast(factor, self.g.dtype), self.g.dtype))
+        if self.bias is not None:
+            self.bias.assign(ops.cast(-mean * factor, self.bias.dtype))
+        return outputs * ops.cast(factor, outputs.dtype)
 
     def _kernel_in(self, dtype):
         # Normalise in the variable dtype (float32), then cast to compute dtype.
@@ -324,6 +339,9 @@ class WeightNormConv2D(_WeightNormBase):
         return config
 
 
+WEIGHT_NORM_LAYERS = (WeightNormDense, WeightNormConv2D)
+
+
 def _pair(value, name):
     if isinstance(value, int):
         return (value, value)
@@ -331,3 +349,20 @@ def _pair(value, name):
     if len(value) != 2:
         raise ValueError(f"{name} must be an int or a pair, got {value}")
     return value
+
+
+def weight_norm_data_init(model, x, scale: float = 1.0) -> int:
+    """The data-dependent initialisation of Salimans & Kingma (2016, section 3) for every
+    weight-normalised layer of ``model``: in one eager inference pass over the batch ``x``,
+    each layer in turn sets ``g`` and its bias so that its outputs before the nonlinearity
+    have mean 0 and std ``scale`` per unit on ``x`` (given the layers before it, already
+    initialised).  Noise layers add nothing at inference.  Returns the number of layers set."""
+    found = layers_of(model, WEIGHT_NORM_LAYERS)
+    for layer in found:
+        layer._data_init_scale = float(scale)
+    try:
+        model(x, training=False)
+    finally:
+        for layer in found:
+            layer._data_init_scale = None
+    return len(found)

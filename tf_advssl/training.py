@@ -116,6 +116,22 @@ def recalibrate_batch_norm(model, data, config: Config) -> int:
     return layers.recalibrate_batch_norm(networks, (model.augment(x) for x in batches))
 
 
+def weight_norm_data_init(model, data, config: Config) -> int:
+    """Before the first step: the data-dependent initialisation of the classifier's
+    weight-normalised layers (``layers.weight_norm_data_init``) on ``config.wn_data_init``
+    training inputs drawn with ``config.seed``; the EMA teacher starts as a copy.  Returns
+    the layers set (0: none, or --wn_data_init=0; nothing is read or drawn then)."""
+    if not config.wn_data_init or not layers.layers_of(model.classifier, layers.WEIGHT_NORM_LAYERS):
+        return 0
+    num = len(data.x_train)
+    indices = np.sort(np.random.default_rng(config.seed + 11).permutation(num)[:min(num, config.wn_data_init)])
+    x = data.preprocessor(np.asarray(data.x_train[indices]))
+    count = layers.weight_norm_data_init(model.classifier, x)
+    if model.teacher is not None:
+        model.teacher.set_weights(model.classifier.get_weights())
+    return count
+
+
 def check_model_finite(model, probe_inputs, step: int, checkpoint_dir: str) -> None:
     """TrainingDivergedError unless every weight of the model and the logits of its
     evaluated networks on ``probe_inputs`` are finite: a checkpoint is only written of a
@@ -175,6 +191,7 @@ def run(config: Config, stop_after: int | None = None) -> dict:
     if start_step:
         print(f"Resuming {config.workdir} from step {start_step}.")
     else:
+        weight_norm_data_init(model, data, config)
         model.initialize_weights(config, restore_model)
     probe_inputs = data.preprocessor(np.asarray(data.x_train[data.labeled_indices[:32]]))
 

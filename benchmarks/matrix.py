@@ -32,7 +32,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from rows import parse_row
+from rows import parse_row, run_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -50,6 +50,9 @@ flags.DEFINE_list("datasets", list(BUDGETS), "Data sets (keys of BUDGETS).")
 flags.DEFINE_list("methods", None, "Rows with the defaults (default: every registered method, scar on vat).")
 flags.DEFINE_list("rows", [], "Further rows METHOD[:flag=value...], e.g. vat:vat_eps=0.1.")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds (seed k: --seed=k --split_seed=k).")
+flags.DEFINE_list("common", [], "flag=value settings for every row, over BUDGETS (e.g. noise=0.06,circles_factor=0.5); "
+                                "give them a --tag.")
+flags.DEFINE_string("tag", "", "Name of this variant of the budgets: its runs go to DATASET_TAG/ (needed with --common).")
 flags.DEFINE_integer("parallel", 3, "Trainings at once.")
 flags.DEFINE_integer("validation_size", 0, "> 0: hold out a validation split and report its error.")
 flags.DEFINE_string("runs_dir", "/tmp/tf_advssl_matrix", "Run directories (reused when run again).")
@@ -70,14 +73,14 @@ def all_methods():
 
 
 def workdir_of(dataset, row, seed):
-    name = row.replace(":", "_").replace("=", "")
-    suffix = f"_val{flags.FLAGS.validation_size}" if flags.FLAGS.validation_size else ""
-    return os.path.join(flags.FLAGS.runs_dir, dataset + suffix, name, f"seed{seed}")
+    return os.path.join(flags.FLAGS.runs_dir,
+                        run_path(dataset, row, seed, flags.FLAGS.tag, flags.FLAGS.validation_size))
 
 
 def command(dataset, row, seed):
     method, values = parse_row(row)
     settings = dict(BUDGETS[dataset])
+    settings.update(parse_row("-:" + ":".join(flags.FLAGS.common))[1] if flags.FLAGS.common else {})
     settings.update(values)
     args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), f"--method={method}", f"--dataset={dataset}",
             f"--seed={seed}", f"--split_seed={seed}", f"--workdir={workdir_of(dataset, row, seed)}",
@@ -156,6 +159,7 @@ def table(dataset, rows, seeds):
     reference = [metrics_of(dataset, REFERENCE, s) for s in seeds]
     reference_mean = (np.mean([error_of(m) for m in reference]) if reference and all(reference) else None)
     budget = " ".join(f"--{k}={v}" for k, v in BUDGETS[dataset].items())
+    budget += "".join(f" --{item}" for item in flags.FLAGS.common)
     lines = [f"### {dataset}", "", f"Every row: `{budget}`; {kind} error %, seeds {', '.join(seeds)}.", "",
              f"| method | {kind} error % (mean ± std) | per seed | vs {REFERENCE} | wall s per run |",
              "|---|---|---|---|---|"]
@@ -185,6 +189,8 @@ def main(argv):
     if any(r.startswith("scar") for r in rows) and "vat" not in rows:
         rows.insert(1, "vat")
     seeds = list(flags.FLAGS.seeds)
+    if flags.FLAGS.common and not flags.FLAGS.tag:
+        raise app.UsageError("--common changes the budgets: name the variant with --tag (its runs go elsewhere)")
     for dataset in flags.FLAGS.datasets:
         if dataset not in BUDGETS:
             raise app.UsageError(f"--datasets: {dataset!r} is not one of {', '.join(BUDGETS)}")

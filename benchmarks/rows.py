@@ -1,5 +1,7 @@
-"""Row syntax shared by the benchmark scripts: METHOD[:flag=value[:flag=value...]]."""
+"""Row syntax shared by the benchmark scripts: METHOD[:flag=value[:flag=value...]], and where
+matrix.py keeps a row's runs."""
 import json
+import os
 
 
 def parse_row(row, common=()):
@@ -16,3 +18,11 @@ def parse_row(row, common=()):
             except json.JSONDecodeError:  # a plain string, e.g. x_mode=transductive
                 values[key] = value
     return method, values
+
+
+def run_path(dataset, row, seed, tag="", validation_size=0):
+    """The run directory of ``row`` on ``dataset``, seed ``seed``, relative to matrix.py's
+    --runs_dir (and --results_dir): ``DATASET[_TAG][_valN]/ROW/seedK``."""
+    name = row.replace(":", "_").replace("=", "")
+    group = dataset + (f"_{tag}" if tag else "") + (f"_val{validation_size}" if validation_size else "")
+    return os.path.join(group, name, f"seed{seed}")

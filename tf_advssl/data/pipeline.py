@@ -81,6 +81,19 @@ def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
+def _stream_positions(num_labeled: int, num_unlabeled: int, batch_size: int, unlabeled_batch_size: int,
+                      seed: int, start_step: int) -> tf.data.Dataset:
+    """The positions of the two training streams, step by step: (labeled rows, unlabeled rows)."""
+    return tf.data.Dataset.zip((
+        index_stream(num_labeled, batch_size, seed, LABELED_STREAM_OFFSET, start_step),
+        index_stream(num_unlabeled, unlabeled_batch_size, seed, UNLABELED_STREAM_OFFSET, start_step)))
+
+
+def _read_batches(positions: tf.data.Dataset, read) -> tf.data.Dataset:
+    """``read(labeled positions, unlabeled positions)`` for each step, in parallel, in order."""
+    return _deterministic(positions.map(read, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
 def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, seed: int,
                   start_step: int = 0, num_replicas: int = 1, first_replica: int = 0,
                   num_local_replicas: Optional[int] = None) -> tf.data.Dataset:
@@ -113,9 +126,8 @@ def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, see
     def unlabeled_batch(idx):
         return preprocess(read_rows(idx)), idx
 
-    positions = tf.data.Dataset.zip((
-        index_stream(data.num_labeled, batch_size, seed, LABELED_STREAM_OFFSET, start_step),
-        index_stream(data.num_unlabeled, unlabeled_batch_size, seed, UNLABELED_STREAM_OFFSET, start_step)))
+    positions = _stream_positions(data.num_labeled, data.num_unlabeled, batch_size, unlabeled_batch_size, seed,
+                                  start_step)
     if num_replicas > 1:
         count = num_replicas - first_replica if num_local_replicas is None else num_local_replicas
         if batch_size % num_replicas or unlabeled_batch_size % num_replicas:
@@ -129,9 +141,7 @@ def train_dataset(data: SSLData, batch_size: int, unlabeled_batch_size: int, see
             return tf.data.Dataset.from_tensor_slices((labeled_positions[local], unlabeled_idx[local]))
 
         positions = positions.flat_map(local_slices)
-    ds = positions.map(lambda p, q: (labeled_batch(p), unlabeled_batch(q)),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    return _deterministic(ds)
+    return _read_batches(positions, lambda p, q: (labeled_batch(p), unlabeled_batch(q)))
 
 
 def ssl_dataset(labeled, unlabeled, batch_size: int = 32, unlabeled_batch_size: int = 128,
@@ -161,15 +171,12 @@ def ssl_dataset(labeled, unlabeled, batch_size: int = 32, unlabeled_batch_size: 
             raise ValueError(f"{name} row {bad[0]} holds a NaN or an infinity; every input must be finite")
     read_labeled, read_unlabeled = row_reader(x_l), row_reader(x_u)
     labels = tf.constant(y_l.astype(np.int64))
-    positions = tf.data.Dataset.zip((
-        index_stream(len(x_l), batch_size, seed, LABELED_STREAM_OFFSET, 0),
-        index_stream(len(x_u), unlabeled_batch_size, seed, UNLABELED_STREAM_OFFSET, 0)))
 
     def batch(p, q):
         return ((tf.cast(read_labeled(p), tf.float32), tf.gather(labels, p)),
                 (tf.cast(read_unlabeled(q), tf.float32), q))
 
-    return _deterministic(positions.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    return _read_batches(_stream_positions(len(x_l), len(x_u), batch_size, unlabeled_batch_size, seed, 0), batch)
 
 
 EVAL_SPLITS = ("test", "val", "validation", "train")

@@ -3,13 +3,10 @@ import dataclasses
 from typing import ClassVar
 
 from tf_advssl.config import ConfigError
-from tf_advssl.hparams.vat import VATParams
 from tf_advssl.hparams.common import joint_batch_param, param, require_choice, require_nonnegative
-
+from tf_advssl.hparams.vat import VATParams
 
 MIXUP_PAIRS = ("real_adv", "real_real", "adv_adv")
-
-
 DIVERGENCES = ("mse", "kl")
 
 

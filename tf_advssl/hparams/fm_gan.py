@@ -5,10 +5,7 @@ from typing import ClassVar
 from tf_advssl.config import ConfigError
 from tf_advssl.hparams.common import param, require_choice, require_nonnegative
 
-
 GENERATORS = ("mlp", "conv")
-
-
 OUTPUTS = ("linear", "sigmoid", "tanh")
 
 

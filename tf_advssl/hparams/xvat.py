@@ -5,13 +5,8 @@ from typing import ClassVar
 from tf_advssl.config import ConfigError
 from tf_advssl.hparams.common import param, require_choice, require_nonnegative
 
-
 X_MODES = ("inductive", "transductive")
-
-
 X_DIVERGENCES = ("kl", "reverse_kl")
-
-
 TABLE_OPTIMIZERS = ("sgd", "adam")
 
 

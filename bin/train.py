@@ -5,7 +5,7 @@
         --workdir=/tmp/vat_mnist
 
 Every field of tf_advssl.config.Config is a flag of the same name, and every
-method hyper-parameter (see tf_advssl/methods/*.py) is a flag too; flags left
+method hyper-parameter (see tf_advssl/hparams/*.py) is a flag too; flags left
 unset take the dataset's and method's defaults.  The resolved config is
 written to WORKDIR/config.json.
 """

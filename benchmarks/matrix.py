@@ -77,10 +77,16 @@ def workdir_of(dataset, row, seed):
                         run_path(dataset, row, seed, flags.FLAGS.tag, flags.FLAGS.validation_size))
 
 
-def command(dataset, row, seed):
-    method, values = parse_row(row)
+def budget_of(dataset):
+    """The flags of every row on ``dataset``: BUDGETS, then --common."""
     settings = dict(BUDGETS[dataset])
     settings.update(parse_row("-:" + ":".join(flags.FLAGS.common))[1] if flags.FLAGS.common else {})
+    return settings
+
+
+def command(dataset, row, seed):
+    method, values = parse_row(row)
+    settings = budget_of(dataset)
     settings.update(values)
     args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), f"--method={method}", f"--dataset={dataset}",
             f"--seed={seed}", f"--split_seed={seed}", f"--workdir={workdir_of(dataset, row, seed)}",
@@ -158,8 +164,7 @@ def table(dataset, rows, seeds):
     kind = "validation" if flags.FLAGS.validation_size else "test"
     reference = [metrics_of(dataset, REFERENCE, s) for s in seeds]
     reference_mean = (np.mean([error_of(m) for m in reference]) if reference and all(reference) else None)
-    budget = " ".join(f"--{k}={v}" for k, v in BUDGETS[dataset].items())
-    budget += "".join(f" --{item}" for item in flags.FLAGS.common)
+    budget = " ".join(f"--{k}={v}" for k, v in budget_of(dataset).items())
     lines = [f"### {dataset}", "", f"Every row: `{budget}`; {kind} error %, seeds {', '.join(seeds)}.", "",
              f"| method | {kind} error % (mean ± std) | per seed | vs {REFERENCE} | wall s per run |",
              "|---|---|---|---|---|"]

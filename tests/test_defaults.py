@@ -80,3 +80,18 @@ def test_mixmatch_ramp_up_is_forty_percent_of_short_runs_and_the_papers_at_full_
     assert rampup_steps(params, 3000) == 1200
     assert rampup_steps(params, 2 ** 20) == 16384
     assert rampup_steps(MixMatchParams(mixmatch_rampup=1 / 64), 3000) == 47
+
+
+def test_mixing_methods_use_small_alpha_on_the_2d_sets_and_their_papers_alpha_elsewhere():
+    """alpha = 0.1 on two_circles and moons (chosen on validation splits of both, docs/defaults.md);
+    elsewhere ICT/AdvMixup's 1.0 and MixMatch's 0.75; a flag still wins."""
+    from tf_advssl.hparams import make_params
+
+    for dataset in ("two_circles", "moons"):
+        assert make_params("ict", dataset, {}).mixup_alpha == 0.1
+        assert make_params("advmixup", dataset, {}).mixup_alpha == 0.1
+        assert make_params("mixmatch", dataset, {}).mixmatch_alpha == 0.1
+        assert make_params("mixmatch", dataset, {"mixmatch_alpha": 0.5}).mixmatch_alpha == 0.5
+    for dataset in ("mnist", "digits", "npz:/some/file.npz"):
+        assert make_params("ict", dataset, {}).mixup_alpha == 1.0
+        assert make_params("mixmatch", dataset, {}).mixmatch_alpha == 0.75

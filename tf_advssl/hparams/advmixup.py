@@ -3,7 +3,8 @@ import dataclasses
 from typing import ClassVar
 
 from tf_advssl.config import ConfigError
-from tf_advssl.hparams.common import joint_batch_param, param, require_choice, require_nonnegative
+from tf_advssl.hparams.common import (SMALL_MIXUP_SETS, joint_batch_param, param, require_choice,
+                                      require_nonnegative)
 from tf_advssl.hparams.vat import VATParams
 
 MIXUP_PAIRS = ("real_adv", "real_real", "adv_adv")
@@ -25,11 +26,12 @@ class AdvMixupParams:
     vat_xi: float = param(1e-6, "Finite-difference radius xi of the power iteration.")
     joint_batch: bool = joint_batch_param()  # here: the labeled and the MIXED rows
 
-    # VAT's eps per data set; on moons also alpha = 0.1 (ICT's SVHN value), chosen on a
-    # validation split against alpha = 1: mixing points of the two interleaved moons puts
-    # soft targets across the other moon (docs/defaults.md).
+    # VAT's eps per data set; on the 2-D sets also alpha = 0.1 (ICT's SVHN value), chosen on
+    # validation splits of moons and Two Circles against alpha = 1: mixing two points of
+    # interleaved moons or concentric rings puts soft targets across the other class
+    # (docs/defaults.md).
     DATASET_DEFAULTS: ClassVar[dict] = {
-        name: {"vat_eps": values["vat_eps"], **({"mixup_alpha": 0.1} if name == "moons" else {})}
+        name: {"vat_eps": values["vat_eps"], **({"mixup_alpha": 0.1} if name in SMALL_MIXUP_SETS else {})}
         for name, values in VATParams.DATASET_DEFAULTS.items() if "vat_eps" in values}
 
     def validate(self):

@@ -41,6 +41,9 @@ def input_noise_param():
 
 SYNTHETIC_NOISE = {"two_circles": {"input_noise": 0.05}, "moons": {"input_noise": 0.05}}
 
+# The 2-D sets, where AdvMixup, ICT and MixMatch mix with alpha = 0.1 (docs/defaults.md).
+SMALL_MIXUP_SETS = ("two_circles", "moons")
+
 
 @dataclasses.dataclass
 class NoParams:

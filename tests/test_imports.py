@@ -101,16 +101,17 @@ def test_help_and_every_method_params_load_no_tensorflow():
     script = ("import io, runpy, sys, contextlib\n"
               "from tf_advssl import hparams\n"
               "[hparams.get_params(name)() for name in hparams.PARAMS if name != 'scar']\n"
+              "train_py = sys.argv[1]\n"
               "sys.argv = ['train.py', '--help']\n"
               "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
               "    try:\n"
-              "        runpy.run_path(sys.argv_path, run_name='__main__')\n"
+              "        runpy.run_path(train_py, run_name='__main__')\n"
               "    except SystemExit:\n"
               "        pass\n"
               "assert 'method vat flags:' in out.getvalue()\n"
               "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))\n")
-    script = script.replace("sys.argv_path", repr(os.path.join(ROOT, "bin", "train.py")))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", script, os.path.join(ROOT, "bin", "train.py")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

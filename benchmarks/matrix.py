@@ -62,7 +62,7 @@ flags.DEFINE_string("results_dir", os.path.join(ROOT, "docs", "benchmarks", "run
 flags.DEFINE_string("output", None, "Markdown table (default docs/benchmarks/matrix.md, or "
                                     "docs/benchmarks/matrix_validation.md with --validation_size).")
 flags.DEFINE_string("data_dir", "/tmp/tfds", "tfds data directory (mnist).")
-flags.DEFINE_string("tfds_manual_dir", os.path.join(ROOT, "..", "shared", "datasets", "mnist"),
+flags.DEFINE_string("tfds_manual_dir", os.path.normpath(os.path.join(ROOT, "..", "shared", "datasets", "mnist")),
                     "Original MNIST archives.")
 flags.DEFINE_bool("dry_run", False, "Print the commands and the cost of the finished runs; train nothing.")
 

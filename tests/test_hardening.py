@@ -110,6 +110,15 @@ def test_a_run_written_before_a_config_field_existed_resumes_as_that_field_defau
         runs.check_workdir(config.replace(circles_factor=0.5))
 
 
+def test_a_run_resumes_when_its_data_is_found_through_another_path(tmp_path):
+    config = tiny_config(tmp_path / "a", data_dir="/data/tfds", tfds_manual_dir="/data/mnist")
+    runs.prepare_workdir(config, runs.check_workdir(config))
+    moved = config.replace(data_dir="/elsewhere/../data/tfds", tfds_manual_dir=str(tmp_path))
+    assert runs.check_workdir(moved) == "resume"
+    with pytest.raises(ConfigError, match="num_labeled"):
+        runs.check_workdir(moved.replace(num_labeled=20))
+
+
 # ----- case 4: a workdir that cannot be one -----------------------------------------------------
 
 def test_workdir_that_is_a_file_or_under_a_file_or_not_writable(tmp_path, monkeypatch):

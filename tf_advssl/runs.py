@@ -114,8 +114,9 @@ def check_workdir_path(workdir: str) -> None:
 
 
 # Config fields that leave a run's results unchanged: a run directory holding a config that
-# differs only in these is the same run (the path that reaches it included).
-RESULT_NEUTRAL_FIELDS = ("workdir", "overwrite", "verbose", "steps_per_execution")
+# differs only in these is the same run (the path that reaches it included). data_dir and
+# tfds_manual_dir say where tfds finds the data set named by --dataset, not which data it is.
+RESULT_NEUTRAL_FIELDS = ("workdir", "overwrite", "verbose", "steps_per_execution", "data_dir", "tfds_manual_dir")
 
 
 def check_workdir(config: Config) -> str:

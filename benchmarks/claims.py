@@ -11,6 +11,10 @@ of a claim share data, network, steps and augmentation. Runs are matrix.py's: th
 their config.json and metrics.json are kept under docs/benchmarks/runs, so the verdicts can be
 recomputed anywhere. A verdict compares means over seeds; "within the spread" marks one whose
 deciding difference is smaller than the larger std of the rows it compares.
+
+The claims about robustness and interpolation paths (MEASURED_CLAIMS) train the same way, then
+measure the finished runs with bin/evaluate.py or bin/plot.py (claim_measures.py). Run from a
+snapshot worktree, pass --docs_dir=<checkout>/docs so that everything lands in the checkout.
 """
 import dataclasses
 import datetime
@@ -24,6 +28,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
+import claim_measures
 from rows import run_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +37,9 @@ flags.DEFINE_list("claims", [], "Claims (ids) whose missing runs to train first 
 flags.DEFINE_bool("report_only", False, "Train nothing; write the document from the finished runs.")
 flags.DEFINE_integer("parallel", 3, "Trainings at once.")
 flags.DEFINE_string("runs_dir", "/tmp/tf_advssl_matrix", "matrix.py's --runs_dir.")
-flags.DEFINE_string("results_dir", os.path.join(ROOT, "docs", "benchmarks", "runs"), "matrix.py's --results_dir.")
-flags.DEFINE_string("output", os.path.join(ROOT, "docs", "claims.md"), "The claims document.")
+flags.DEFINE_string("docs_dir", os.path.join(ROOT, "docs"),
+                    "Where the document (claims.md), the per-claim tables (benchmarks/claims/), the kept runs "
+                    "(benchmarks/runs/) and the figures (figures/) go: the checkout's docs when run from a snapshot.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +61,7 @@ class Experiment:
         """Test errors of the finished seeds of ``row`` (None for a seed not finished)."""
         found = []
         for seed in self.seeds:
-            path = os.path.join(flags.FLAGS.results_dir, run_path(self.dataset, row, seed, self.tag), "metrics.json")
+            path = os.path.join(results_dir(), run_path(self.dataset, row, seed, self.tag), "metrics.json")
             if os.path.exists(path):
                 with open(path) as f:
                     found.append(json.load(f)["test_error"])
@@ -123,15 +129,14 @@ def wise_circles(factor, noise, seeds=tuple(str(s) for s in range(10))):
 WISE_PAPER = {0.01: "VAT ε 0.1: 0.00 ± 0.00; VAT ε 1.0: 4.59 ± 5.64; generator λ 1.0: 0.00 ± 0.00 (10 seeds)",
               0.06: "VAT ε 0.1: 24.61 ± 4.58; VAT ε 1.0: 5.10 ± 4.28; generator λ 1.0: 4.75 ± 5.31 (10 seeds)"}
 
-# The strongest shared MNIST-100 budget this machine trains in a few CPU hours per run: the
-# convolutional lenet with 2-pixel translations, 6000 steps (xVAT+EntMin reaches 0.84 % there,
-# README); every compared row runs it.
-MNIST_STRONG = ("network=lenet", "augment_translate=2", "train_steps=6000", "eval_every=2000")
-
-
+# MNIST claims run on matrix.py's MNIST budget (the MLP, 2-pixel translations, 6000 steps), the
+# runs of the cross-data-set matrix. The convolutional lenet reaches lower errors (xVAT+EntMin
+# 0.84 %, README) but costs about four times the CPU time per step: about 12 CPU hours for the
+# 21 runs of the MNIST claims, against 3 on the MLP.
 def mnist(rows, labels=100, seeds=("1", "2", "3")):
-    common = MNIST_STRONG + ((f"num_labeled={labels}",) if labels != 100 else ())
-    return Experiment("mnist", rows, seeds, common, "lenet6000" + ("" if labels == 100 else f"_l{labels}"))
+    if labels == 100:
+        return Experiment("mnist", rows, seeds)
+    return Experiment("mnist", rows, seeds, (f"num_labeled={labels}",), f"l{labels}")
 
 
 CLAIMS = [
@@ -191,18 +196,57 @@ CLAIMS = [
 ]
 
 
-# Measured by other benchmarks (step time) or not yet re-measured on strong models: the
-# robustness sweeps, SCAR and the figures ran on 1500-step MNIST models (14-36 % error).
+@dataclasses.dataclass(frozen=True)
+class MeasuredClaim:
+    """A claim about trained runs other than their test error (claim_measures)."""
+    id: str
+    paper: str
+    sentence: str
+    paper_numbers: str
+    measure: object   # claim_measures.Attacked or claim_measures.Paths
+    verdict: object   # (measure, means) -> str
+
+
+ADVMIXUP_FGM_PAPER = ("CIFAR-10 white-box at ε 1/2/3/5/8: supervised 58.50/77.73/86.73/94.2/96.91, ICT "
+                      "24.77/43.28/56.24/69.42/78.38, AdvMixup 17.40/30.91/42.52/58.59/70.82; black-box: supervised "
+                      "29.25/…/75.75, ICT 9.78/…/37.83, AdvMixup 8.62/…/25.77 (SVHN alike)")
+ADVMIXUP_FGM_SENTENCE = ("Under FGM (L2) attacks AdvMixup's error is below ICT's and ICT's below supervised "
+                         "training's at every radius of a sweep, white-box and black-box (transferred from a "
+                         "separately trained supervised substitute).")
+PATHS_SENTENCE = ("A supervised model errs more on the points of real-adversarial interpolation paths (AdvMixup's) "
+                  "than on those of real-real paths (ICT's): AdvMixup finds the flaws that break the cluster "
+                  "assumption more.")
+
+# The radii span about 6 % to 55 % of the mean L2 norm of a test image (digits 985, MNIST 2260, raw units).
+MEASURED_CLAIMS = [
+    MeasuredClaim("advmixup_fgm_digits", "000 (AdvMixup)", ADVMIXUP_FGM_SENTENCE + " (8x8 digits)",
+                  ADVMIXUP_FGM_PAPER,
+                  claim_measures.Attacked(Experiment("digits", ("advmixup", "ict", "supervised")), "fgm",
+                                          (64, 128, 256, 384, 512)),
+                  lambda measure, means: measure.below(means)),
+    MeasuredClaim("advmixup_fgm_mnist", "000 (AdvMixup)", ADVMIXUP_FGM_SENTENCE + " (MNIST, 100 labels)",
+                  ADVMIXUP_FGM_PAPER,
+                  claim_measures.Attacked(mnist(("advmixup", "ict", "supervised")), "fgm",
+                                          (128, 255, 510, 765, 1275)),
+                  lambda measure, means: measure.below(means)),
+    MeasuredClaim("advmixup_paths_digits", "000 (AdvMixup)", PATHS_SENTENCE + " (8x8 digits; AdvMixup's ε 1.0)",
+                  "a figure (CIFAR-10, SVHN): the real-adversarial curve above the real-real one",
+                  claim_measures.Paths(Experiment("digits", ("supervised",)), 1.0,
+                                       "digits_supervised_interpolation_paths.png"),
+                  lambda measure, means: measure.above(means)),
+    MeasuredClaim("advmixup_paths_mnist", "000 (AdvMixup)", PATHS_SENTENCE + " (MNIST, 100 labels; AdvMixup's ε 0.3)",
+                  "a figure (CIFAR-10, SVHN): the real-adversarial curve above the real-real one",
+                  claim_measures.Paths(mnist(("supervised",)), 0.3,
+                                       "mnist100_supervised_interpolation_paths.png"),
+                  lambda measure, means: measure.above(means)),
+]
+
+
+# Measured by other benchmarks (step time) or not yet measured on strong models.
 OTHER_CLAIMS = [
     ("xvat_step_time", "004 (xAT/xVAT)", "An xVAT step takes at most 0.7 of a VAT step.",
      "0.65 (poster)", "0.54 (inductive) and 0.59 (transductive) on conv-large 32x32x3; 0.97 on the MNIST MLP "
      "(`benchmarks/step_time.py`, docs/performance.md)", "held on the convolutional network, not on the MLP"),
-    ("advmixup_robustness", "000 (AdvMixup)", "White-box FGM error AdvMixup < ICT < supervised at every radius of a "
-     "sweep, and the same black-box (transfer from a supervised substitute).", "FGM tables of the paper (CIFAR-10, SVHN)",
-     "measured on 1500-step MNIST models only (docs/robustness.md)", "not measured yet on strong models"),
-    ("advmixup_paths", "000 (AdvMixup)", "A supervised model errs more along real-adversarial paths than along "
-     "real-real ones (why AdvMixup's paths help).", "a figure", "figure on a weak model (docs/robustness.md)",
-     "not measured yet on strong models"),
     ("scar", "002 (SCAR)", "VAT, MixMatch and FixMatch each improve with SCAR over the same base trained for the "
      "same total number of steps; the selection's sensitivity and specificity as in Table 2.",
      "CIFAR-10 tables of the paper", "matrix.py's scar rows (SCAR on VAT at each data set's budget) are running; "
@@ -241,20 +285,52 @@ def render(claim):
             f"{'; '.join(cells)} ({len(experiment.seeds)} seeds, {budget}) | `{command}` | **{verdict}** |")
 
 
+def results_dir():
+    return os.path.join(flags.FLAGS.docs_dir, "benchmarks", "runs")
+
+
+def tables_dir():
+    return os.path.join(flags.FLAGS.docs_dir, "benchmarks", "claims")
+
+
+def train(experiment, output):
+    """matrix.py's runs of ``experiment`` (reused when finished), its table written to ``output``."""
+    args = [sys.executable, os.path.join(ROOT, "benchmarks", "matrix.py"), *experiment.matrix_args(),
+            f"--parallel={flags.FLAGS.parallel}", f"--runs_dir={flags.FLAGS.runs_dir}",
+            f"--results_dir={results_dir()}", f"--output={output}"]
+    print("train:", shlex.join(args[1:]), flush=True)
+    subprocess.check_call(args, cwd=os.path.join(ROOT, "benchmarks"))
+
+
+def render_measured(claim):
+    """The claim's row of claims.md; writes its full table to docs/benchmarks/claims/<id>.md."""
+    measure = claim.measure
+    ours, table, means = measure.summary(flags.FLAGS.docs_dir)
+    verdict = claim.verdict(measure, means) if means is not None else "not measured yet"
+    with open(os.path.join(tables_dir(), claim.id + ".md"), "w") as f:
+        f.write(f"# {claim.id}\n\n{claim.sentence}\n\nCommand: `{measure.command()}` on the runs of "
+                f"`python benchmarks/matrix.py {' '.join(measure.experiment.matrix_args())}` (mean ± std over seeds "
+                f"{', '.join(measure.experiment.seeds)}).\n\n{table}\n\nVerdict: **{verdict}**\n")
+    return (f"| {claim.id} | {claim.paper} | {claim.sentence} | {claim.paper_numbers} | {ours} | "
+            f"`{measure.command()}` | **{verdict}** |")
+
+
 def main(argv):
     del argv
-    by_id = {claim.id: claim for claim in CLAIMS}
+    by_id = {claim.id: claim for claim in CLAIMS + MEASURED_CLAIMS}
     unknown = [c for c in flags.FLAGS.claims if c not in by_id]
     if unknown:
         raise app.UsageError(f"--claims: unknown {unknown}; known: {', '.join(by_id)}")
+    os.makedirs(tables_dir(), exist_ok=True)
     if not flags.FLAGS.report_only:
         for claim_id in flags.FLAGS.claims:
-            args = [sys.executable, os.path.join(ROOT, "benchmarks", "matrix.py"),
-                    *by_id[claim_id].experiment.matrix_args(), f"--parallel={flags.FLAGS.parallel}",
-                    f"--runs_dir={flags.FLAGS.runs_dir}", f"--results_dir={flags.FLAGS.results_dir}",
-                    f"--output={os.path.join(ROOT, 'docs', 'benchmarks', 'claims', claim_id + '.md')}"]
-            print("claim", claim_id, ":", shlex.join(args[1:]), flush=True)
-            subprocess.check_call(args, cwd=os.path.join(ROOT, "benchmarks"))
+            claim = by_id[claim_id]
+            if isinstance(claim, Claim):
+                train(claim.experiment, os.path.join(tables_dir(), claim_id + ".md"))
+                continue
+            for experiment in claim.measure.trainings():
+                train(experiment, os.devnull)
+            claim.measure.measure(flags.FLAGS.runs_dir, flags.FLAGS.docs_dir)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = ["# The papers' claims, measured here", "",
              f"Generated by `python benchmarks/claims.py --report_only` on {datetime.date.today().isoformat()} "
@@ -265,12 +341,19 @@ def main(argv):
              "| claim | paper | claim in one sentence | paper's numbers | ours | command | verdict |",
              "|---|---|---|---|---|---|---|"]
     lines += [render(claim) for claim in CLAIMS]
+    lines += ["", "## Robustness and interpolation paths", "",
+              "Measured on the trained runs of the matrix (the rows above share their budget); the full tables "
+              "are in `docs/benchmarks/claims/<claim>.md`.", "",
+              "| claim | paper | claim in one sentence | paper's numbers | ours | command | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [render_measured(claim) for claim in MEASURED_CLAIMS]
     lines += ["", "## Claims that are not rows of matrix.py runs", "",
               "| claim | paper | claim in one sentence | paper's numbers | ours | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in OTHER_CLAIMS]
-    with open(flags.FLAGS.output, "w") as f:
+    output = os.path.join(flags.FLAGS.docs_dir, "claims.md")
+    with open(output, "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("wrote", flags.FLAGS.output)
+    print("wrote", output)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python bin/plot.py --workdir=A,B,C                       # decision boundaries (2-D) or adversarial grids
     python bin/plot.py --workdir=A,B --kind=robustness --attack=fgm --out=/tmp/fgm.png
-    python bin/plot.py --workdir=A,B --kind=interpolation_paths
+    python bin/plot.py --workdir=A,B --kind=interpolation_paths --path_eps=1.0
 
 --kind: decision_boundary (one panel per run, 2-D datasets), adversarial_examples
 (original / VAT / FGSM / method-specific rows per run, image datasets),
@@ -19,6 +19,8 @@ flags.DEFINE_string("kind", "auto", "auto, decision_boundary, adversarial_exampl
                                     "interpolation_paths.")
 flags.DEFINE_string("out", None, "Output PNG (default: <first workdir>/<kind>_runs.png).")
 flags.DEFINE_string("attack", "fgm", "--kind=robustness: the attack's key in robustness.json.")
+flags.DEFINE_float("path_eps", None, "--kind=interpolation_paths: L2 radius of the adversarial end in the model's "
+                                     "input space (default: each run's own vat_eps, else 1.0).")
 
 
 def main(argv):
@@ -30,7 +32,8 @@ def main(argv):
     workdirs = [w for value in (flags.FLAGS.workdir or []) for w in value.split(",") if w]
 
     def body():
-        for path in figures.plot_runs(workdirs, flags.FLAGS.kind, flags.FLAGS.out, flags.FLAGS.attack):
+        for path in figures.plot_runs(workdirs, flags.FLAGS.kind, flags.FLAGS.out, flags.FLAGS.attack,
+                                      flags.FLAGS.path_eps):
             print(path)
 
     return cli.run_main(body)

@@ -100,6 +100,22 @@ def test_plot_cli_draws_one_decision_boundary_panel_per_run(tmp_path, saved_figu
         np.testing.assert_allclose(line.get_xdata(), analysis.DEFAULT_LAMBDAS)
         assert np.all((np.asarray(line.get_ydata()) >= 0.0) & (np.asarray(line.get_ydata()) <= 100.0))
     assert ax.get_xlabel().startswith("lambda") and ax.get_ylabel() == "error rate (%)"
+    with open(paths[1]) as f:  # the numbers of the curves, and the radius they were taken at
+        records = json.load(f)
+    assert paths[1] == os.path.splitext(paths[0])[0] + ".json"
+    assert [r["name"] for r in records] == ["vat", "supervised"]
+    assert records[1]["eps_model_space"] == 1.0  # supervised has no vat_eps
+    for record, (real_real, real_adversarial) in zip(records, zip(lines[::2], lines[1::2])):
+        np.testing.assert_allclose(record["real_real"], real_real.get_ydata())
+        np.testing.assert_allclose(record["real_adversarial"], real_adversarial.get_ydata())
+    same = figures.plot_runs([str(tmp_path / "supervised")] * 2, "interpolation_paths", str(tmp_path / "p.png"),
+                             path_eps=0.25)
+    with open(same[1]) as f:
+        records = json.load(f)
+    assert [r["eps_model_space"] for r in records] == [0.25, 0.25]
+    assert [r["name"] for r in records] == ["supervised (supervised)"] * 2  # a method twice: its directory
+    with pytest.raises(ConfigError, match="--path_eps must be > 0"):
+        figures.plot_runs([str(tmp_path / "vat")], "interpolation_paths", path_eps=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from tf_advssl.config import ConfigError
 PLOT_KINDS = ("auto", "decision_boundary", "adversarial_examples", "robustness", "interpolation_paths")
 
 
-def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str = "fgm") -> list:
+def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str = "fgm",
+              path_eps: float | None = None) -> list:
     """Pictures comparing trained runs (``bin/plot.py``); returns the paths written.
 
     kind:
@@ -25,13 +26,18 @@ def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str 
       robustness            error against epsilon from each run's robustness.json
                             (``attack``: its key there, e.g. "fgm"; see bin/evaluate.py).
       interpolation_paths   error along real-real and real-adversarial paths
-                            (``analysis.interpolation_path_errors``) of each run's test set.
+                            (``analysis.interpolation_path_errors``) of each run's test set, with
+                            the adversarial end at L2 radius ``path_eps`` (model space; default:
+                            the run's own ``vat_eps``, else 1.0); the numbers also go to the
+                            PNG's name with ``.json``.
       auto                  decision_boundary for 2-D data, adversarial_examples for images,
                             plus robustness when every run has that attack in robustness.json.
     ``out``: the PNG (default ``<first workdir>/<kind>_runs.png``).
     """
     if kind not in PLOT_KINDS:
         raise ConfigError(f"--kind={kind!r} is not one of {', '.join(PLOT_KINDS)}")
+    if path_eps is not None and not path_eps > 0:
+        raise ConfigError(f"--path_eps must be > 0, got {path_eps}")
     if not workdirs:
         raise ConfigError("--workdir is required: one or more run directories written by bin/train.py")
     for workdir in workdirs:
@@ -95,11 +101,19 @@ def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str 
                 predictions += run_predictions
             written.append(plotting.adversarial_grid_figure(rows, path, predictions))
         else:
-            panels = []
+            panels, records = [], []
+            names = [run.name for run in runs]
             for run in runs:
                 x = run.preprocessor(tf.constant(run.data.x_test[:1000]))
-                eps = getattr(run.model.params, "vat_eps", 0.0) or 1.0
-                panels.append((run.name, analysis.interpolation_path_errors(
-                    lambda v, m=run.model: m(v, training=False), x, run.data.y_test[:1000], eps=eps, xi=0.0)))
+                eps = path_eps if path_eps is not None else (getattr(run.model.params, "vat_eps", 0.0) or 1.0)
+                name = run.name if names.count(run.name) == 1 else (
+                    f"{run.name} ({os.path.basename(os.path.normpath(run.workdir))})")
+                result = analysis.interpolation_path_errors(
+                    lambda v, m=run.model: m(v, training=False), x, run.data.y_test[:1000], eps=eps, xi=0.0)
+                panels.append((name, result))
+                records.append({"workdir": run.workdir, "name": name, "eps_model_space": float(eps), **result})
             written.append(plotting.interpolation_paths_figure(panels, path))
+            with open(os.path.splitext(path)[0] + ".json", "w") as f:
+                json.dump(records, f, indent=2)
+            written.append(os.path.splitext(path)[0] + ".json")
     return written

@@ -190,7 +190,7 @@ def table(dataset, rows, seeds):
 def main(argv):
     del argv
     methods = flags.FLAGS.methods if flags.FLAGS.methods is not None else all_methods()
-    rows = [REFERENCE] + [m for m in methods if m != REFERENCE] + list(flags.FLAGS.rows)
+    rows = list(dict.fromkeys([REFERENCE] + list(methods) + list(flags.FLAGS.rows)))  # in order, once each
     if any(r.startswith("scar") for r in rows) and "vat" not in rows:
         rows.insert(1, "vat")
     seeds = list(flags.FLAGS.seeds)

@@ -111,19 +111,25 @@ def result_dir_of(dataset, row, seed):
                                                                  flags.FLAGS.runs_dir))
 
 
+# Kept under --results_dir for every finished run, and when the run wrote them (SCAR's Table 2).
+KEPT_FILES = ("config.json", "metrics.json")
+KEPT_IF_WRITTEN = ("scar_table.json", "scar_table.md")
+
+
 def metrics_of(dataset, row, seed):
     """The metrics of a finished run: from --results_dir, else from its run directory (then
-    copied, with its config, into --results_dir)."""
-    kept = os.path.join(result_dir_of(dataset, row, seed), "metrics.json")
-    if os.path.exists(kept):
-        with open(kept) as f:
-            return json.load(f)
+    copied, with its config and KEPT_IF_WRITTEN, into --results_dir)."""
+    kept_dir = result_dir_of(dataset, row, seed)
     workdir = workdir_of(dataset, row, seed)
-    if not os.path.exists(os.path.join(workdir, "metrics.json")):
+    if os.path.exists(os.path.join(workdir, "metrics.json")):
+        os.makedirs(kept_dir, exist_ok=True)
+        for name in KEPT_FILES + KEPT_IF_WRITTEN:
+            source, target = os.path.join(workdir, name), os.path.join(kept_dir, name)
+            if os.path.exists(source) and not os.path.exists(target):
+                shutil.copyfile(source, target)
+    kept = os.path.join(kept_dir, "metrics.json")
+    if not os.path.exists(kept):
         return None
-    os.makedirs(os.path.dirname(kept), exist_ok=True)
-    for name in ("config.json", "metrics.json"):
-        shutil.copyfile(os.path.join(workdir, name), os.path.join(os.path.dirname(kept), name))
     with open(kept) as f:
         return json.load(f)
 

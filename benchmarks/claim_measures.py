@@ -34,6 +34,7 @@ class Attacked:
     experiment: object   # claims.Experiment
     attack: str
     eps: tuple
+    figure: str          # a name under docs/figures: the mean error of each row against ε
     substitute_seed: str = "101"
 
     def substitute(self):
@@ -112,6 +113,21 @@ class Attacked:
         radii = "/".join(f"{v:g}" for v in self.eps)
         return (f"{self.attack} error % at ε {radii} (raw input space, mean over seeds): " + "; ".join(ours),
                 "\n".join(table), means)
+
+    def draw(self, docs_dir):
+        """The figure: each row's error against ε, averaged over seeds (white-box solid, black-box dashed)."""
+        sys.path.insert(0, ROOT)
+        from tf_advssl import plotting
+
+        e = self.experiment
+        curves = []
+        for row in e.rows:
+            found = [self.result(docs_dir, row, seed) for seed in e.seeds]
+            curves.append({"name": f"{row} (mean of {len(found)} seeds)", "attack": self.attack, "dataset": e.dataset,
+                           "eps": list(self.eps), "clean_error": float(np.mean([r["clean_error"] for r in found])),
+                           **{box: {"error": list(np.mean([r[box]["error"] for r in found], axis=0))}
+                              for box, _ in BOXES}})
+        return plotting.robustness_figure(curves, os.path.join(docs_dir, "figures", self.figure))
 
     def below(self, means):
         """Verdict: the rows' errors increase in the order given at every radius, in both tables;

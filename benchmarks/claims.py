@@ -242,12 +242,12 @@ MEASURED_CLAIMS = [
     MeasuredClaim("advmixup_fgm_digits", "000 (AdvMixup)", ADVMIXUP_FGM_SENTENCE + " (8x8 digits)",
                   ADVMIXUP_FGM_PAPER,
                   claim_measures.Attacked(Experiment("digits", ("advmixup", "ict", "supervised")), "fgm",
-                                          (64, 128, 256, 384, 512)),
+                                          (64, 128, 256, 384, 512), "digits_fgm_error_vs_eps.png"),
                   lambda measure, means: measure.below(means)),
     MeasuredClaim("advmixup_fgm_mnist", "000 (AdvMixup)", ADVMIXUP_FGM_SENTENCE + " (MNIST, 100 labels)",
                   ADVMIXUP_FGM_PAPER,
                   claim_measures.Attacked(mnist(("advmixup", "ict", "supervised")), "fgm",
-                                          (128, 255, 510, 765, 1275)),
+                                          (128, 255, 510, 765, 1275), "mnist100_fgm_error_vs_eps.png"),
                   lambda measure, means: measure.below(means)),
     MeasuredClaim("advmixup_paths_digits", "000 (AdvMixup)", PATHS_SENTENCE + " (8x8 digits; AdvMixup's ε 1.0)",
                   "a figure (CIFAR-10, SVHN): the real-adversarial curve above the real-real one",
@@ -328,11 +328,15 @@ def render_measured(claim):
     measure = claim.measure
     ours, table, means = measure.summary(flags.FLAGS.docs_dir)
     verdict = claim.verdict(measure, means) if means is not None else "not measured yet"
+    figure = ""
+    if means is not None and hasattr(measure, "draw"):
+        measure.draw(flags.FLAGS.docs_dir)
+        figure = f" (figure docs/figures/{measure.figure})"
     with open(os.path.join(tables_dir(), claim.id + ".md"), "w") as f:
         f.write(f"# {claim.id}\n\n{claim.sentence}\n\nCommand: `{measure.command()}` on the runs of "
                 f"`python benchmarks/matrix.py {' '.join(measure.experiment.matrix_args())}` (mean ± std over seeds "
                 f"{', '.join(measure.experiment.seeds)}).\n\n{table}\n\nVerdict: **{verdict}**\n")
-    return (f"| {claim.id} | {claim.paper} | {claim.sentence} | {claim.paper_numbers} | {ours} | "
+    return (f"| {claim.id} | {claim.paper} | {claim.sentence} | {claim.paper_numbers} | {ours}{figure} | "
             f"`{measure.command()}` | **{verdict}** |")
 
 

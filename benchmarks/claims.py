@@ -282,6 +282,17 @@ OTHER_CLAIMS = [
      "ε 1: MixMatch 98.91 / 24.13, FixMatch 99.59 / 15.63",
      "each SCAR run's `scar_table.md` (kept under docs/benchmarks/runs/<data set>/scar*/seed*/)",
      "see docs/robustness.md"),
+    ("xvat_masks", "004 (xAT/xVAT)", "Multiplicative perturbations (masks) are more perceptible and more "
+     "interpretable than VAT's additive ones (Fig. 5).", "a figure (MNIST, SVHN, CIFAR-10)",
+     "digits, seed 1, written by training: docs/figures/digits_xvat_adversarial_grid.png and "
+     "digits_xat_adversarial_grid.png (rows: input, VAT direction, FGSM, median mask, masked input)",
+     "held by eye, with a cost: the masks trace the stroke and delete all of it, so the masked digit has no "
+     "class left (docs/defaults.md)"),
+    ("wise_grid", "001 (WISE 2019)", "The generator's adversarial samples are more diverse than VAT's "
+     "(colour, pixel-wise, local spatial changes, removal of key attributes).", "figures (SVHN, CIFAR-10)",
+     "digits, seed 1: docs/figures/digits_advgen_adversarial_grid.png (rows: input, VAT direction, FGSM, "
+     "generator)", "not held by eye on digits: the generator's samples are faint intensity changes of the "
+     "input, close to the FGSM row"),
 ]
 
 

@@ -54,47 +54,47 @@ class Attacked:
             return None
         with open(path) as f:
             found = json.load(f).get("attacks", {}).get(self.attack)
+        substitute = run_path(self.experiment.dataset, "supervised", self.substitute_seed, self.experiment.tag)
         if (not found or [float(e) for e in self.eps] != found["eps"] or not found.get("black_box")
-                or run_path(self.experiment.dataset, "supervised", self.substitute_seed, self.experiment.tag)
-                not in found["black_box"]["substitute_workdir"]):
+                or not os.path.normpath(found["black_box"]["substitute_workdir"]).endswith(os.sep + substitute)):
             return None
         return found
+
+    def results(self, docs_dir):
+        """{row: [result of each seed (None where not measured)]}."""
+        return {row: [self.result(docs_dir, row, seed) for seed in self.experiment.seeds]
+                for row in self.experiment.rows}
 
     def measure(self, runs_dir, docs_dir):
         """bin/evaluate.py on every finished run still without a result; copies robustness.json."""
         e = self.experiment
         substitute = os.path.join(runs_dir, run_path(e.dataset, "supervised", self.substitute_seed, e.tag))
-        missing = [(row, seed) for row in e.rows for seed in e.seeds if self.result(docs_dir, row, seed) is None]
-        workdirs = [os.path.join(runs_dir, run_path(e.dataset, row, seed, e.tag)) for row, seed in missing]
-        workdirs = [w for w in workdirs if os.path.exists(os.path.join(w, "metrics.json"))]
-        if not workdirs or not os.path.exists(os.path.join(substitute, "metrics.json")):
+        missing = {}  # workdir: (row, seed) of the finished runs without a result
+        for row, found in self.results(docs_dir).items():
+            for seed, result in zip(e.seeds, found):
+                workdir = os.path.join(runs_dir, run_path(e.dataset, row, seed, e.tag))
+                if result is None and os.path.exists(os.path.join(workdir, "metrics.json")):
+                    missing[workdir] = (row, seed)
+        if not missing or not os.path.exists(os.path.join(substitute, "metrics.json")):
             return
         subprocess.check_call([sys.executable, os.path.join(ROOT, "bin", "evaluate.py"),
-                               f"--workdir={','.join(workdirs)}", f"--attack={self.attack}",
+                               f"--workdir={','.join(missing)}", f"--attack={self.attack}",
                                f"--eps={','.join(str(v) for v in self.eps)}", f"--substitute_workdir={substitute}"],
                               cwd=ROOT)
-        for row, seed in missing:
-            workdir = os.path.join(runs_dir, run_path(e.dataset, row, seed, e.tag))
-            if workdir in workdirs:
-                shutil.copyfile(os.path.join(workdir, "robustness.json"), self._kept(docs_dir, row, seed))
-
-    def errors(self, docs_dir, row, box):
-        """Per seed, the errors at each radius (None for a seed not measured)."""
-        found = [self.result(docs_dir, row, seed) for seed in self.experiment.seeds]
-        return [r[box]["error"] if r else None for r in found]
+        for workdir, (row, seed) in missing.items():
+            shutil.copyfile(os.path.join(workdir, "robustness.json"), self._kept(docs_dir, row, seed))
 
     def summary(self, docs_dir):
         """(ours, table, means) where means[box][row] is the per-radius mean error (None until
         every seed of every row is measured)."""
-        e = self.experiment
         header = " | ".join(f"ε {v:g}" for v in self.eps)
+        results = self.results(docs_dir)
         table, ours, means = [], [], {}
         for box, title in BOXES:
             table += [f"#### {title}", "", f"| row | clean | {header} |", "|---" * (len(self.eps) + 2) + "|"]
             means[box] = {}
             cells = []
-            for row in e.rows:
-                found = [self.result(docs_dir, row, seed) for seed in e.seeds]
+            for row, found in results.items():
                 done = [r for r in found if r]
                 if not done:
                     table.append(f"| `{row}` | not measured |" + " |" * len(self.eps))
@@ -108,7 +108,7 @@ class Attacked:
                 cells.append(f"`{row}` " + "/".join(f"{v:.1f}" for v in errors.mean(axis=0)))
             table.append("")
             ours.append(f"{title}: " + "; ".join(cells))
-        if any(len(means[box]) < len(e.rows) for box, _ in BOXES):
+        if any(len(means[box]) < len(results) for box, _ in BOXES):
             means = None
         radii = "/".join(f"{v:g}" for v in self.eps)
         return (f"{self.attack} error % at ε {radii} (raw input space, mean over seeds): " + "; ".join(ours),
@@ -119,12 +119,11 @@ class Attacked:
         sys.path.insert(0, ROOT)
         from tf_advssl import plotting
 
-        e = self.experiment
         curves = []
-        for row in e.rows:
-            found = [self.result(docs_dir, row, seed) for seed in e.seeds]
-            curves.append({"name": f"{row} (mean of {len(found)} seeds)", "attack": self.attack, "dataset": e.dataset,
-                           "eps": list(self.eps), "clean_error": float(np.mean([r["clean_error"] for r in found])),
+        for row, found in self.results(docs_dir).items():
+            curves.append({"name": f"{row} (mean of {len(found)} seeds)", "attack": self.attack,
+                           "dataset": self.experiment.dataset, "eps": list(self.eps),
+                           "clean_error": float(np.mean([r["clean_error"] for r in found])),
                            **{box: {"error": list(np.mean([r[box]["error"] for r in found], axis=0))}
                               for box, _ in BOXES}})
         return plotting.robustness_figure(curves, os.path.join(docs_dir, "figures", self.figure))

@@ -60,7 +60,7 @@ def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str 
         path = out or os.path.join(workdirs[0], f"robustness_{attack}_runs.png")
         return [plotting.robustness_figure(results, path)]
 
-    runs = [robustness.load_run(w) for w in workdirs]
+    runs = robustness.load_runs(workdirs)
     datasets = {}
     for run in runs:
         key = robustness.data_key(run.config)
@@ -102,16 +102,13 @@ def plot_runs(workdirs, kind: str = "auto", out: str | None = None, attack: str 
             written.append(plotting.adversarial_grid_figure(rows, path, predictions))
         else:
             panels, records = [], []
-            names = [run.name for run in runs]
             for run in runs:
                 x = run.preprocessor(tf.constant(run.data.x_test[:1000]))
                 eps = path_eps if path_eps is not None else (getattr(run.model.params, "vat_eps", 0.0) or 1.0)
-                name = run.name if names.count(run.name) == 1 else (
-                    f"{run.name} ({os.path.basename(os.path.normpath(run.workdir))})")
                 result = analysis.interpolation_path_errors(
                     lambda v, m=run.model: m(v, training=False), x, run.data.y_test[:1000], eps=eps, xi=0.0)
-                panels.append((name, result))
-                records.append({"workdir": run.workdir, "name": name, "eps_model_space": float(eps), **result})
+                panels.append((run.name, result))
+                records.append({"workdir": run.workdir, "name": run.name, "eps_model_space": float(eps), **result})
             written.append(plotting.interpolation_paths_figure(panels, path))
             with open(os.path.splitext(path)[0] + ".json", "w") as f:
                 json.dump(records, f, indent=2)

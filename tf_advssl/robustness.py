@@ -145,6 +145,16 @@ def load_run(workdir: str) -> Run:
                name=name, step=step, finished=finished)
 
 
+def load_runs(workdirs) -> list:
+    """``load_run`` of each directory; a name that several runs share gets its directory's name."""
+    loaded = [load_run(w) for w in workdirs]
+    names = [run.name for run in loaded]
+    for run in loaded:
+        if names.count(run.name) > 1:
+            run.name = f"{run.name} ({os.path.basename(os.path.normpath(run.workdir))})"
+    return loaded
+
+
 _DATA_FIELDS = ("dataset", "data_dir", "tfds_manual_dir", "noise", "circles_factor", "num_train_synthetic",
                 "num_test_synthetic", "split_seed", "validation_size", "num_labeled", "balanced", "zca")
 
@@ -231,11 +241,7 @@ def evaluate(config: EvaluationConfig, verbose: bool = True) -> list:
     """
 
     config = validate(config)
-    runs = [load_run(w) for w in config.workdirs]
-    names = [run.name for run in runs]
-    for run in runs:
-        if names.count(run.name) > 1:
-            run.name = f"{run.name} ({os.path.basename(os.path.normpath(run.workdir))})"
+    runs = load_runs(config.workdirs)
     substitute = load_run(config.substitute_workdir) if config.substitute_workdir else None
     for run in runs + ([substitute] if substitute is not None else []):
         if not run.finished:
